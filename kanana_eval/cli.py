@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--output-dir", default=None, help="where the new run goes (default: as stored)")
 
     report = sub.add_parser("report", help="render README tables (HTML, Markdown) from stored runs")
-    report.add_argument("run_dirs", nargs="*", help="run folders to show beside the published numbers")
+    report.add_argument("runs", nargs="*",
+                        help="run folders, or model names standing for their latest run, to show "
+                             "beside the published numbers (none: the published numbers alone)")
+    report.add_argument("--results-dir", default="results", help="where model names are looked up")
     report.add_argument("--out", default="reports/out", help="output folder (default reports/out)")
 
     data = sub.add_parser("data", help="dataset utilities")
@@ -149,8 +152,10 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kanana_eval.report.render import render_report
+    from kanana_eval.results_io import resolve_run_arg
 
-    paths = render_report([Path(p) for p in args.run_dirs], Path(args.out))
+    run_dirs = [p for value in args.runs for p in resolve_run_arg(value, Path(args.results_dir))]
+    paths = render_report(run_dirs, Path(args.out))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

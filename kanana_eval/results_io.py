@@ -104,3 +104,34 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def item_file(run_dir: Path, benchmark: str) -> Path:
     return Path(run_dir) / "items" / f"{benchmark}.jsonl"
+
+
+def find_runs(results_dir: Path, model: str) -> list[Path]:
+    """Finished run folders of a model (registry key or slug), oldest first."""
+    from kanana_eval.registry import load_registry
+
+    try:
+        slugs = [ref.slug for ref in load_registry().resolve(model)]
+    except Exception:  # an unknown name may still be a slug of a folder or hub id run
+        slugs = [model]
+    runs = []
+    for slug in slugs:
+        folder = Path(results_dir) / slug
+        if folder.is_dir():
+            runs += [p for p in folder.iterdir() if p.is_dir() and (p / "scores.json").is_file()
+                     and not p.name.startswith(".")]
+    return sorted(runs, key=lambda p: p.name)
+
+
+def resolve_run_arg(value: str, results_dir: Path) -> list[Path]:
+    """A run folder as given, or a model name standing for its latest run(s) (one per checkpoint)."""
+    path = Path(value)
+    if path.is_dir() and (path / "scores.json").is_file():
+        return [path]
+    runs = find_runs(results_dir, value)
+    if not runs:
+        raise ResultsError(f"'{value}' is neither a run folder nor a model with runs in {results_dir}")
+    latest: dict[str, Path] = {}
+    for run in runs:
+        latest[run.parent.name] = run
+    return list(latest.values())

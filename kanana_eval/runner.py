@@ -174,12 +174,7 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in specs}
     timings["load_data_s"] = time.time() - t
 
-    plan: dict[str, dict[str, int]] = {}
-    available: dict[str, int] = {}
-    for spec in specs:
-        sizes = {bt.name: len(bt.task.eval_docs) for bt in built[spec.id]}
-        available[spec.id] = sum(sizes.values())
-        plan[spec.id] = spread_limit(sizes, config.limit)
+    plan, available = plan_limits(specs, built, config.limit)
 
     t = time.time()
     resolved = resolve_weights(ref, config)
@@ -197,33 +192,59 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     lm = build_lm(engine)
     timings["build_engine_s"] = time.time() - t
 
-    import lm_eval
-
-    tasks = [bt.task for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0]
-    samples = {bt.name: list(range(plan[spec.id][bt.name]))
-               for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0}
     cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
     t = time.time()
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=tasks, samples=samples, log_samples=True, bootstrap_iters=0,
-        use_cache=str(cache_path) if cache_path else None, confirm_run_unsafe_code=True,
-        random_seed=0, numpy_random_seed=config.seed, torch_random_seed=config.seed,
-        fewshot_random_seed=config.seed,
-    ) if tasks else {"samples": {}}
-    timings["inference_s"] = time.time() - t
-
-    items: dict[str, list[dict[str, Any]]] = {}
-    for spec in specs:
-        items[spec.id] = [item for bt in built[spec.id]
-                          for item in items_from_samples(spec, bt.subtask, results["samples"].get(bt.name, []))]
-
-    t = time.time()
-    _execute_code(specs, items, config.execution_workers)
-    timings["execution_s"] = time.time() - t
+    items = collect_items(lm, specs, built, plan, seed=config.seed,
+                          cache_path=cache_path, workers=config.execution_workers, timings=timings)
+    timings["inference_and_scoring_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
     return _write_run(ref, config, resolved, engine, specs, built, data, plan, available, items,
                       timings, str(cache_path) if cache_path else None, started)
+
+
+def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
+                  plan: dict[str, dict[str, int]], *, seed: int = 1234, cache_path: Path | None = None,
+                  workers: int | None = None, timings: dict[str, float] | None = None,
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Every planned request through one lm-eval call on `lm`, then one item record per document.
+
+    lm-eval groups the requests of all tasks by type, so every benchmark shares one engine and
+    one pass per request type. Code items are then run in the sandbox.
+    """
+    import lm_eval
+
+    timings = timings if timings is not None else {}
+    tasks = [bt.task for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0]
+    samples = {bt.name: list(range(plan[spec.id][bt.name]))
+               for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0}
+    t = time.time()
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=tasks, samples=samples, log_samples=True, bootstrap_iters=0,
+        use_cache=str(cache_path) if cache_path else None, confirm_run_unsafe_code=True,
+        random_seed=0, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+    ) if tasks else {"samples": {}}
+    timings["inference_s"] = time.time() - t
+    items: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        items[spec.id] = [item for bt in built[spec.id]
+                          for item in items_from_samples(spec, bt.subtask, results["samples"].get(bt.name, []))]
+    t = time.time()
+    _execute_code(specs, items, workers)
+    timings["execution_s"] = time.time() - t
+    return items
+
+
+def plan_limits(specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]], limit: int | None,
+                ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """(items per leaf task for each benchmark, items available per benchmark) under --limit."""
+    plan: dict[str, dict[str, int]] = {}
+    available: dict[str, int] = {}
+    for spec in specs:
+        sizes = {bt.name: len(bt.task.eval_docs) for bt in built[spec.id]}
+        available[spec.id] = sum(sizes.values())
+        plan[spec.id] = spread_limit(sizes, limit)
+    return plan, available
 
 
 def _execute_code(specs: list[BenchmarkSpec], items: dict[str, list[dict[str, Any]]],

