@@ -50,12 +50,28 @@ def test_code_tasks_build_without_loading_the_evaluate_metric(offline_mirror):
 
 
 def test_mirror_dataset_path_override_and_kmmlu_fewshot(offline_mirror):
-    built = build_tasks(_spec("kmmlu@base"), offline_mirror) if (offline_mirror / "HAERAE-HUB/KMMLU").is_dir() else None
-    if built is None:
-        pytest.fail("KMMLU fixture missing from the mirror fixture set")
-    present = [bt for bt in built if len(bt.task.eval_docs)]
-    assert present, "no KMMLU subject of the fixture loaded"
-    assert all(bt.task.config.num_fewshot == 5 for bt in built)
+    """All 45 KMMLU subjects build from the mirror + hub fixtures (about 5 s), and lm-eval's own
+    sampler and template make a 5-shot prompt from each subject's dev split."""
+    built = build_tasks(_spec("kmmlu@base"), offline_mirror)
+    assert len(built) == 45
+    assert len({bt.task.config.dataset_name for bt in built}) == 45
+    assert {bt.subtask for bt in built} == {bt.task.config.dataset_name for bt in built}
+    local = str(offline_mirror / "HAERAE-HUB/KMMLU")
+    for bt in built:
+        task = bt.task
+        assert task.config.dataset_path == local, bt.name
+        assert task.config.num_fewshot == 5, bt.name
+        assert len(task.eval_docs) > 0, bt.name
+        dev = list(task.fewshot_docs())
+        assert len(dev) == 5, bt.name
+        task.set_fewshot_seed(1234)
+        doc = task.eval_docs[0]
+        prompt = task.fewshot_context(doc, num_fewshot=5)
+        assert prompt.endswith("\n정답："), bt.name
+        assert prompt.count("정답：") == 6, bt.name
+        assert prompt.endswith(task.doc_to_text(doc))
+        for shot in dev:  # each shot shows its own answer letter (hub answer 1-4 -> A-D)
+            assert f"{task.doc_to_text(shot)} {'ABCD'[shot['answer'] - 1]}\n\n" in prompt, bt.name
 
 
 def test_missing_dataset_in_mirror_is_a_clear_error(tmp_path):

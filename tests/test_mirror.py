@@ -7,6 +7,7 @@ names of lm-eval's own task YAMLs, and the rows are rendered with lm-eval's Jinj
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -380,18 +381,25 @@ def test_shared_data_folder_lookup(monkeypatch, tmp_path: Path) -> None:
 def test_kmmlu_fixture_loads_with_lm_eval_config_names(hf_cache: str) -> None:
     names = dataset_names("kmmlu/default")
     assert len(names) == 45 and {"Accounting", "Korean-History"} <= set(names)
-    for relpath, name in (
-        ("kmmlu/default/kmmlu_accounting.yaml", "Accounting"),
-        ("kmmlu/default/kmmlu_korean_history.yaml", "Korean-History"),
+    assert (
+        sorted(datasets.get_dataset_config_names(str(FIXTURES_HUB / "HAERAE-HUB/KMMLU"))) == names
+    )
+    for relpath, name, counts in (
+        ("kmmlu/default/kmmlu_accounting.yaml", "Accounting", (2, 5, 3)),
+        ("kmmlu/default/kmmlu_korean_history.yaml", "Korean-History", (2, 5, 3)),
+        ("kmmlu/default/kmmlu_math.yaml", "Math", (1, 5, 2)),
+        (
+            "kmmlu/default/kmmlu_telecommunications_and_wireless_technology.yaml",
+            "Telecommunications-and-Wireless-Technology",
+            (1, 5, 2),
+        ),
     ):
         task = lm_eval_task(relpath)
         assert task["dataset_name"] == name
         loaded = load(FIXTURES_HUB / task["dataset_path"], name, hf_cache)
-        assert {split: loaded[split].num_rows for split in loaded} == {
-            "train": 2,
-            "dev": 5,
-            "test": 3,
-        }
+        assert {split: loaded[split].num_rows for split in loaded} == dict(
+            zip(("train", "dev", "test"), counts, strict=True)
+        )
         for split in loaded.values():
             assert plain(split.features) == KMMLU_FEATURES
         dev = loaded[task["fewshot_split"]]
@@ -399,6 +407,48 @@ def test_kmmlu_fixture_loads_with_lm_eval_config_names(hf_cache: str) -> None:
         assert prompt.endswith("\n정답：") and any("\uac00" <= ch <= "\ud7a3" for ch in prompt)
         for row in loaded[task["test_split"]]:
             assert 0 <= int(render(task["doc_to_target"], row)) < 4
+
+
+def _kmmlu_card_files() -> dict[str, dict[str, str]]:
+    """config -> split -> CSV path, as the fixture's dataset card lists them."""
+    card = (FIXTURES_HUB / "HAERAE-HUB/KMMLU/README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---\n")[1])
+    return {
+        block["config_name"]: {f["split"]: f["path"] for f in block["data_files"]}
+        for block in header["configs"]
+    }
+
+
+def test_every_kmmlu_fixture_subject_is_well_formed_korean_four_choice() -> None:
+    """All 45 subjects, read as plain CSV (fast): dev holds the 5 few-shot items, each row is a
+    Korean question with four distinct choices and a 1-based answer, no subject repeats one."""
+    files = _kmmlu_card_files()
+    assert sorted(files) == dataset_names("kmmlu/default")
+    header = ["question", "answer", "A", "B", "C", "D", "Category", "Human Accuracy"]
+    answers: list[str] = []
+    for config, splits in files.items():
+        assert set(splits) == {"train", "dev", "test"}, config
+        expected = "data/korean-history-train.csv" if config == "Korean-History" else None
+        assert splits["train"] == (expected or f"data/{config}-train.csv")
+        questions: list[str] = []
+        for split, relpath in splits.items():
+            with (FIXTURES_HUB / "HAERAE-HUB/KMMLU" / relpath).open(encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                assert reader.fieldnames == header, relpath
+                rows = list(reader)
+            assert len(rows) == 5 if split == "dev" else 1 <= len(rows) <= 3, (relpath, len(rows))
+            for row in rows:
+                choices = [row[letter] for letter in "ABCD"]
+                assert len(set(choices)) == 4 and all(c.strip() for c in choices), row
+                assert row["answer"] in {"1", "2", "3", "4"}, row
+                assert any("\uac00" <= ch <= "\ud7a3" for ch in row["question"]), row
+                assert 0.0 < float(row["Human Accuracy"]) < 1.0, row
+                assert row["Category"] in {"HUMSS", "STEM", "Applied Science", "Other"}, row
+                answers.append(row["answer"])
+            questions += [row["question"] for row in rows]
+        assert len(questions) == len(set(questions)), config
+    # the correct choice is not always at the same letter
+    assert min(answers.count(a) for a in "1234") > len(answers) // 8
 
 
 def test_haerae_fixture_loads_all_five_lm_eval_configs(hf_cache: str) -> None:
