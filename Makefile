@@ -59,7 +59,8 @@ eval: install $(if $(filter $(DEFAULT_MODEL),$(MODEL)),mirror) ## run MODEL's pr
 report: install ## render the README tables from the latest run of MODEL
 	$(BIN)/kanana-eval report $(MODEL) --results-dir $(OUT) --out $(REPORT_DIR)
 
-test: install ## the full test suite, slow end-to-end tests included (what CI runs)
+test: install ## ruff, then the full test suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/ruff check kanana_eval tests
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## the test suite without the slow end-to-end tests

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def load_yaml_with_refs(path: Path, _seen: frozenset[Path] = frozenset()) -> dic
     return merged
 
 
-@lru_cache(maxsize=None)
+@cache
 def _index(folder: str) -> dict[str, Any]:
     from lm_eval.tasks._index import TaskIndex
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_task(name: str) -> TaskConfig:
     path = resource_dir("tasks") / f"{name}.yaml"
     if not path.is_file():
@@ -107,7 +107,7 @@ def available_protocols() -> list[str]:
     return sorted(p.stem for p in resource_dir("protocols").glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_protocol(name: str) -> Protocol:
     path = resource_dir("protocols") / f"{name}.yaml"
     if not path.is_file():

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 _SCHEMAS = Path(__file__).with_name("schemas")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     schema = json.loads((_SCHEMAS / f"{kind}.v{SCHEMA_VERSION}.schema.json").read_text())
     cls = jsonschema.validators.validator_for(schema)

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from kanana_eval import __version__
-from kanana_eval.engine import EngineConfig, build_lm, resolve_backend, resolve_device, resolve_dtype
+from kanana_eval.engine import (
+    EngineConfig,
+    build_lm,
+    resolve_backend,
+    resolve_device,
+    resolve_dtype,
+)
 from kanana_eval.errors import ConfigError
 from kanana_eval.limits import spread_limit
 from kanana_eval.lmeval_tasks import BuiltTask, build_tasks

@@ -7,8 +7,15 @@ import socket
 import pytest
 
 from kanana_eval.engine import (
-    EngineConfig, build_lm, check_endpoint, hf_model_args, openai_model_args, resolve_backend,
-    resolve_dtype, vllm_installed, vllm_model_args,
+    EngineConfig,
+    build_lm,
+    check_endpoint,
+    hf_model_args,
+    openai_model_args,
+    resolve_backend,
+    resolve_dtype,
+    vllm_installed,
+    vllm_model_args,
 )
 from kanana_eval.errors import EngineError
 from kanana_eval.registry import load_registry
