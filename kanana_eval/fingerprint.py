@@ -19,19 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from kanana_eval.errors import DataUnavailableError
+from kanana_eval.hashing import file_sha256
 
 FINGERPRINT_PREFIX = "sha256:"
 _IGNORED_TOP_DIRS = frozenset({".cache"})
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _AT_COMMIT = re.compile(r"@([0-9a-f]{40})")
 
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _data_files(folder: Path) -> list[tuple[str, Path]]:
@@ -58,7 +52,7 @@ def dataset_fingerprint(path: Path) -> str:
     for relative, file_path in files:
         digest.update(relative.encode("utf-8"))
         digest.update(b"\0")
-        digest.update(_file_digest(file_path).encode("ascii"))
+        digest.update(file_sha256(file_path).encode("ascii"))
         digest.update(b"\n")
     return FINGERPRINT_PREFIX + digest.hexdigest()
 

@@ -65,9 +65,9 @@ import yaml
 from kanana_eval import __version__
 from kanana_eval.errors import KananaError
 from kanana_eval.fingerprint import dataset_fingerprint
+from kanana_eval.hashing import file_sha256
 from kanana_eval.offline_sources import (
     SOURCES,
-    file_sha256,
     read_gsm8k,
     read_humaneval,
     read_mmlu,

@@ -10,17 +10,11 @@ import json
 import os
 from pathlib import Path
 
+from kanana_eval.hashing import file_sha256
 from kanana_eval.paths import cache_dir
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt", ".jinja")
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -42,7 +36,7 @@ def folder_fingerprint(folder: Path) -> str:
         return memo[key]
     digest = hashlib.sha256()
     for p in files:
-        digest.update(str(p.relative_to(folder)).encode() + b"\0" + _file_sha256(p).encode() + b"\n")
+        digest.update(str(p.relative_to(folder)).encode() + b"\0" + file_sha256(p).encode() + b"\n")
     value = f"sha256:{digest.hexdigest()}"
     memo[key] = value
     tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from filelock import FileLock
 
 from kanana_eval.errors import KananaError, UnknownModelError
+from kanana_eval.hashing import file_sha256
 from kanana_eval.paths import cache_dir
 
 MARKER_NAME = "kanana_conversion.json"
@@ -131,14 +132,6 @@ def get_spec(
         raise UnknownModelError(f"unknown offline model '{model_key}' (known: {known})") from None
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _part_path(spec: OfflineModelSpec, part: GGUFPart) -> Path:
     """The file of one part inside its installed package, without importing the package."""
@@ -207,12 +200,12 @@ def locate_gguf(model_key: str, *, specs: Mapping[str, OfflineModelSpec] | None 
     parts = [_part_path(spec, part) for part in spec.parts]
     if len(parts) == 1:
         path = parts[0]
-        if spec.sha256 is not None and (got := sha256_file(path)) != spec.sha256:
+        if spec.sha256 is not None and (got := file_sha256(path)) != spec.sha256:
             raise _checksum_error(spec, path, got)
         return path
     target = cache_dir() / "gguf" / spec.gguf_filename
     with _lock(target.with_name(target.name + ".lock")):
-        if target.is_file() and (spec.sha256 is None or sha256_file(target) == spec.sha256):
+        if target.is_file() and (spec.sha256 is None or file_sha256(target) == spec.sha256):
             return target
         _assemble(spec, parts, target)
     return target
@@ -270,7 +263,7 @@ def ensure_hf_folder(
         if read_marker(folder, spec.sha256) is not None:
             return folder
     gguf = locate_gguf(model_key, specs=specs)
-    gguf_sha = spec.sha256 or sha256_file(gguf)
+    gguf_sha = spec.sha256 or file_sha256(gguf)
     folder = folder_for(spec, gguf_sha)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _lock(folder.with_name(folder.name + ".lock")):

@@ -22,7 +22,6 @@ KANANA_SHARED_DATA; `shared_data_folder(name)` is the one lookup for it.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -124,14 +123,6 @@ def source_file(key: str) -> Path:
         )
     return path
 
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

