@@ -140,13 +140,16 @@ def _data_record(spec: BenchmarkSpec, tasks: list[BuiltTask], data_dir: Path | N
                 "fingerprint": dataset_fingerprint(data_dir / dataset_id),
                 "revision": info.get("revision"),
                 "derived_fewshot": bool(info.get("derived_fewshot", False))}
-    prints = [dataset_hub_fingerprint(t.task.dataset) for t in tasks]
+    prints = []
+    for t in tasks:  # lm-eval keeps a DatasetDict: fingerprint every split it loaded
+        splits = t.task.dataset.items() if hasattr(t.task.dataset, "items") else [("", t.task.dataset)]
+        prints.append({split: dataset_hub_fingerprint(ds) for split, ds in splits})
     digest = hashlib.sha256(json.dumps(prints, sort_keys=True, default=str).encode()).hexdigest()
-    revisions = {p.get("revision") for p in prints if isinstance(p, dict)}
+    revisions = {fp.get("revision") for p in prints for fp in p.values()}
     return {"source": "hub", "dataset_id": dataset_id, "path": None,
             "fingerprint": f"sha256:{digest}",
             "revision": revisions.pop() if len(revisions) == 1 else None,
-            "derived_fewshot": False}
+            "derived_fewshot": False, "hub_datasets": prints}
 
 
 def _request_cache_path(resolved: ResolvedModel, engine: EngineConfig) -> Path:
