@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except KananaError as exc:
         print(f"kanana-eval: error: {textwrap.shorten(str(exc), 400)}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `kanana-eval models | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("kanana-eval: interrupted; finished model requests are cached, rerun to resume",
               file=sys.stderr)
