@@ -175,6 +175,8 @@ def _quiet_libraries(verbose: bool) -> None:
     if not verbose:
         for name in ("lm_eval", "lm-eval", "datasets", "transformers", "httpx", "accelerate"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # Failed endpoint attempts are logged at ERROR before our one-line EngineError.
+        logging.getLogger("lm_eval.models.api_models").setLevel(logging.CRITICAL)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 

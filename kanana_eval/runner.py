@@ -25,6 +25,7 @@ from kanana_eval import __version__
 from kanana_eval.engine import (
     EngineConfig,
     build_lm,
+    preflight,
     resolve_backend,
     resolve_device,
     resolve_dtype,
@@ -180,13 +181,6 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     data_dir = Path(config.data_dir).resolve() if config.data_dir else None
 
     t = time.time()
-    built = {spec.id: build_tasks(spec, data_dir) for spec in specs}
-    data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in specs}
-    timings["load_data_s"] = time.time() - t
-
-    plan, available = plan_limits(specs, built, config.limit)
-
-    t = time.time()
     resolved = resolve_weights(ref, config)
     backend = resolve_backend(config.backend)
     device = resolve_device(backend)
@@ -199,7 +193,19 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
         tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
     )
+    preflight(engine)
+    timings["resolve_model_s"] = time.time() - t
+
+    t = time.time()
+    built = {spec.id: build_tasks(spec, data_dir) for spec in specs}
+    data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in specs}
+    timings["load_data_s"] = time.time() - t
+
+    plan, available = plan_limits(specs, built, config.limit)
+
+    t = time.time()
     lm = build_lm(engine)
+    engine_record = {**engine.describe(), "effective_max_length": getattr(lm, "max_length", None)}
     timings["build_engine_s"] = time.time() - t
 
     cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
@@ -209,7 +215,7 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     timings["inference_and_scoring_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
-    return _write_run(ref, config, resolved, engine, specs, built, data, plan, available, items,
+    return _write_run(ref, config, resolved, engine_record, specs, built, data, plan, available, items,
                       timings, str(cache_path) if cache_path else None, started)
 
 
@@ -274,7 +280,7 @@ def _execute_code(specs: list[BenchmarkSpec], items: dict[str, list[dict[str, An
         apply_execution(items[spec.id], results)
 
 
-def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine: EngineConfig,
+def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine: dict[str, Any],
                specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
                data: dict[str, dict[str, Any]], plan: dict[str, dict[str, int]],
                available: dict[str, int], items: dict[str, list[dict[str, Any]]],
@@ -311,7 +317,7 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
                   "revision": resolved.revision, "fingerprint": resolved.fingerprint,
                   "kind": ref.entry.kind if ref.entry else None,
                   "readme_rows": list(ref.readme_rows)},
-        "engine": engine.describe(), "request_cache": cache_path,
+        "engine": engine, "request_cache": cache_path,
         "protocols": {p: {"file": load_protocol(p).source_file,
                           "sha256": file_sha256(Path(load_protocol(p).source_file))}
                       for p in ref.protocols},
