@@ -28,6 +28,19 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _count(minimum: int):  # noqa: ANN202 - an argparse type factory
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="registry key (see `kanana-eval models`), family alias such as "
@@ -45,8 +58,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="model revision (branch, tag or commit); recorded")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                    help="auto = float32 on CPU (fidelity), bfloat16 on GPU")
-    p.add_argument("--batch-size", type=int, default=8, help="requests per forward pass (default 8)")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--batch-size", type=_count(1), default=8, help="requests per forward pass (default 8)")
+    p.add_argument("--limit", type=_count(1), default=None,
                    help="N items per README column, spread over its subtasks in proportion to their "
                         "size (largest remainder); results are marked as a smoke run")
     p.add_argument("--data-dir", default=None,
@@ -105,6 +118,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kanana_eval.runner import RunConfig, run, summary_line
 
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "verbose")}
+    if fields["data_dir"]:  # absolute, so `rerun` works from any folder
+        fields["data_dir"] = str(Path(fields["data_dir"]).expanduser().resolve())
     for run_dir in run(RunConfig(**fields)):
         print(summary_line(run_dir))
     return 0

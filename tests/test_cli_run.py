@@ -108,3 +108,11 @@ def test_listing_commands(capsys):
     assert main(["benchmarks"]) == 0
     out = capsys.readouterr().out
     assert "mbpp@base" in out and "google-research-datasets/mbpp" in out
+
+
+@pytest.mark.parametrize("flag,value", [("--limit", "-3"), ("--limit", "abc"), ("--batch-size", "0")])
+def test_bad_counts_are_refused_by_the_parser(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--model", "smollm2-135m-instruct", flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}:" in capsys.readouterr().err
