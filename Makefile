@@ -70,7 +70,7 @@ lint: install ## ruff
 	$(BIN)/ruff check kanana_eval tests
 
 bench: install mirror ## speed: our wall time vs plain lm-eval and vs the compute bound
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m kanana_eval.bench --data-dir $(MIRROR)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m kanana_eval.bench --data-dir $(MIRROR) $(ARGS)
 
 clean: ## remove the venv, the mirror and rendered reports (runs in results/ are kept)
 	rm -rf $(VENV) $(MIRROR) $(REPORT_DIR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -178,13 +179,20 @@ class BuiltTask:
     version: Any
 
 
-def build_tasks(spec: BenchmarkSpec, data_dir: Path | None) -> list[BuiltTask]:
-    """Every leaf lm-eval task of a benchmark, its dataset loaded (hub or mirror)."""
+def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
+                only: Sequence[str] | None = None) -> list[BuiltTask]:
+    """Every leaf lm-eval task of a benchmark (or the `only` ones), its dataset loaded."""
     from lm_eval.api.task import ConfigurableTask
 
     leaves = leaf_task_names(spec.task.lm_eval_task, spec.task.lm_eval_folder)
+    if only is not None:
+        unknown = sorted(set(only) - set(leaves))
+        if unknown:
+            raise ConfigError(f"{spec.id} has no subtask(s) {', '.join(unknown)}")
     built = []
     for leaf in leaves:
+        if only is not None and leaf not in only:
+            continue
         cfg = task_config(leaf, spec, data_dir)
         try:
             obj = ConfigurableTask(config=cfg)

@@ -235,7 +235,11 @@ def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[Bui
     samples = {bt.name: list(range(plan[spec.id][bt.name]))
                for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0}
     t = time.time()
+    from lm_eval.tasks import TaskManager
+
     results = lm_eval.simple_evaluate(
+        # Our tasks are built already: an index of lm-eval's 14k task files (~5 s) is not needed.
+        task_manager=TaskManager(include_defaults=False),
         model=lm, tasks=tasks, samples=samples, log_samples=True, bootstrap_iters=0,
         use_cache=str(cache_path) if cache_path else None, confirm_run_unsafe_code=True,
         random_seed=0, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
