@@ -170,11 +170,15 @@ def run(config: RunConfig) -> list[Path]:
         for name in ref.protocols:
             load_protocol(name)
         select_benchmarks(list(ref.protocols), config.benchmarks)
+        if config.yarn and ref.entry is not None and not ref.entry.yarn_128k:
+            raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the README: "
+                              "~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
     return [run_model(ref, dataclasses.replace(config, model=ref.name, protocols=list(ref.protocols)))
             for ref in refs]
 
 
 def run_model(ref: ModelRef, config: RunConfig) -> Path:
+    """One checkpoint: cheap engine checks, data, engine, all requests, scores, files."""
     timings: dict[str, float] = {}
     started = time.time()
     specs = select_benchmarks(list(ref.protocols), config.benchmarks)
