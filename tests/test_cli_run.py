@@ -69,6 +69,8 @@ def test_rerun_repeats_the_run_from_its_manifest_with_equal_scores(tiny_run, tmp
     (["run", "--model", "smollm2-135m-instruct", "--benchmarks", "mmlu,bogus"], "unknown benchmark(s) bogus"),
     (["run", "--model", "kanana-1.5-8b-instruct-2505"], "protocol 'instruct' is not available"),
     (["run", "--model", "kanana-1.5-15.7b-a3b-base", "--yarn"], "does not take the YaRN 128K override"),
+    # the hub path, offline: the dataset cannot be fetched
+    (["run", "--model", "kanana-1.5-8b-base", "--benchmarks", "gsm8k"], "cannot load dataset openai/gsm8k"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
