@@ -154,7 +154,9 @@ def _data_record(spec: BenchmarkSpec, tasks: list[BuiltTask], data_dir: Path | N
 
 
 def _request_cache_path(resolved: ResolvedModel, engine: EngineConfig) -> Path:
-    key = json.dumps([resolved.fingerprint, engine.backend, engine.dtype, engine.rope_scaling])
+    # Everything that can change an answer: weights, engine, numerics, context handling.
+    key = json.dumps([resolved.fingerprint, engine.backend, engine.dtype, engine.rope_scaling,
+                      engine.max_model_len, engine.tokenizer])
     return cache_dir() / "requests" / hashlib.sha256(key.encode()).hexdigest()[:16] / "lm"
 
 
