@@ -277,11 +277,10 @@ def test_many_programs_in_parallel_keep_input_order():
     _assert_no_children()
 
 
-def test_per_program_overhead_stays_small():
-    started = time.monotonic()
+def test_a_batch_of_trivial_programs_all_pass_in_parallel():
+    # Speed is measured by `make bench`, not here: this pins only that parallel runs don't interfere.
     results = run_programs(["assert True\n"] * 20, timeout_s=3.0, memory_mb=512, workers=2)
     assert {r.status for r in results} == {"passed"}
-    assert time.monotonic() - started < 10.0  # about 0.6 s here; catches a per-run stall
 
 
 def test_empty_batch_returns_empty_list():
