@@ -19,7 +19,8 @@ _SCHEMAS = Path(__file__).with_name("schemas")
 
 
 @cache
-def _validator(kind: str) -> jsonschema.protocols.Validator:
+def schema_validator(kind: str) -> jsonschema.protocols.Validator:
+    """The checked, cached validator of `schemas/<kind>.v1.schema.json`."""
     schema = json.loads((_SCHEMAS / f"{kind}.v{SCHEMA_VERSION}.schema.json").read_text())
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -28,7 +29,7 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
 
 def validate(kind: str, obj: Any) -> None:
     """Check one object against `schemas/<kind>.v1.schema.json` (manifest, scores, item)."""
-    error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(obj))
+    error = jsonschema.exceptions.best_match(schema_validator(kind).iter_errors(obj))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise ResultsError(f"{kind} record fails schema v{SCHEMA_VERSION} at {where}: {error.message}")

@@ -8,7 +8,6 @@ a note (never a zero).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from kanana_eval.reference import (
     published_cells,
 )
 from kanana_eval.report.formatting import format_delta, format_number
+from kanana_eval.results_io import schema_validator
 
-SCORES_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "scores.v1.schema.json"
 SMOKE_MARK = "§"
 DELTA_PREFIX = "Δ vs "
 
@@ -69,12 +68,6 @@ class RunRow:
         return next((s for s in self.scores if s.benchmark == benchmark), None)
 
 
-@functools.lru_cache(maxsize=1)
-def _scores_validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCORES_SCHEMA.read_text(encoding="utf-8"))
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
 def load_run_row(run_dir: Path) -> RunRow:
     """Read `<run_dir>/scores.json` (scores.v1) into a RunRow; bad files raise ResultsError."""
     path = Path(run_dir) / "scores.json"
@@ -85,7 +78,7 @@ def load_run_row(run_dir: Path) -> RunRow:
     except (OSError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from exc
     try:
-        _scores_validator().validate(data)
+        schema_validator("scores").validate(data)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
         raise ResultsError(f"{path} fails scores.v1 schema at {where}: {exc.message}") from exc
