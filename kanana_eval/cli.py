@@ -21,6 +21,7 @@ examples:
   kanana-eval run --model my-model --backend openai --base-url http://127.0.0.1:8000/v1
   kanana-eval report results/smollm2-135m-instruct/<run-id> --out reports/out
   kanana-eval rerun results/smollm2-135m-instruct/<run-id>
+  kanana-eval score humaneval_plus samples.jsonl --data-dir data/mirror
 """
 
 
@@ -72,6 +73,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallelism")
     p.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel replicas")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM memory fraction")
+    p.add_argument("--max-gen-toks", type=_count(1), default=None,
+                   help="lower every benchmark's new-token limit to N (smoke runs on CPU); recorded, "
+                        "generations cut by it are flagged, and the run is marked as a smoke run")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the on-disk request cache (resuming needs it)")
 
@@ -90,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(manifest.json, scores.json, items/<benchmark>.jsonl).",
                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     _add_run_options(run)
+
+    score = sub.add_parser(
+        "score", help="score a stored completions file without a model",
+        description="Score completions made elsewhere with the scorers of a run and store a run "
+                    "folder (model source `completions`). FILE is JSON Lines: {\"item_id\", "
+                    "\"response\"} (or a run's items/<benchmark>.jsonl); for humaneval_plus / "
+                    "mbpp_plus also evalplus' samples format {\"task_id\", \"solution\" | "
+                    "\"completion\"}. Only the items in FILE are scored.")
+    score.add_argument("benchmark", help="benchmark id, e.g. gsm8k@instruct, humaneval_plus")
+    score.add_argument("file", help="completions file (JSON Lines)")
+    score.add_argument("--data-dir", default=None, help="local dataset mirror (default: the hub)")
+    score.add_argument("--output-dir", default="results", help="where the run folder goes")
+    score.add_argument("--workers", type=_count(1), default=None,
+                       help="parallel sandboxes for code (default: CPU count)")
 
     sub.add_parser("models", help="list the model registry")
     bench = sub.add_parser("benchmarks", help="list the benchmarks of each protocol")
@@ -122,6 +140,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fields["data_dir"] = str(Path(fields["data_dir"]).expanduser().resolve())
     for run_dir in run(RunConfig(**fields)):
         print(summary_line(run_dir))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from kanana_eval.completions import score_completions
+    from kanana_eval.runner import summary_line
+
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+    run_dir = score_completions(args.benchmark, Path(args.file), data_dir=data_dir,
+                                output_dir=Path(args.output_dir), workers=args.workers)
+    print(summary_line(run_dir))
     return 0
 
 
@@ -160,6 +189,15 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     config = RunConfig.from_dict(manifest["config"])
     if args.output_dir:
         config.output_dir = args.output_dir
+    if manifest["model"]["source"] == "completions":  # a `score` run: score the same file again
+        from kanana_eval.completions import score_completions
+
+        assert config.benchmarks
+        data_dir = Path(config.data_dir) if config.data_dir else None
+        run_dir = score_completions(config.benchmarks[0], Path(config.model), data_dir=data_dir,
+                                    output_dir=Path(config.output_dir), workers=config.execution_workers)
+        print(summary_line(run_dir))
+        return 0
     for run_dir in run(config):
         print(summary_line(run_dir))
     return 0
@@ -181,7 +219,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return main_build_mirror(args.dir)
 
 
-COMMANDS = {"run": _cmd_run, "models": _cmd_models, "benchmarks": _cmd_benchmarks,
+COMMANDS = {"run": _cmd_run, "score": _cmd_score, "models": _cmd_models, "benchmarks": _cmd_benchmarks,
             "rerun": _cmd_rerun, "report": _cmd_report, "data": _cmd_data}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -19,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from kanana_eval.errors import ConfigError, DataUnavailableError
+from kanana_eval.errors import ConfigError, DataUnavailableError, KananaError
 from kanana_eval.protocol import BenchmarkSpec, TaskConfig
 
 _STRUCTURAL_KEYS = ("tag", "group", "task_list", "aggregate_metric_list")
@@ -137,11 +139,39 @@ def _resolve_refs(value: Any) -> Any:
     return value
 
 
+def resolve_callable(value: str) -> Any:
+    """`package.module:function` from a task config, for code lm-eval's YAML cannot name."""
+    module, _, name = value.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import {value!r} named in a task config: {exc}") from exc
+
+
+def _own_config(task: TaskConfig, data_dir: Path | None) -> dict[str, Any]:
+    """A task lm-eval has no YAML for (evalplus' datasets): our config, our dataset loader.
+
+    `custom_dataset` is called by lm-eval as loader(**metadata); we bind the mirror folder and
+    the task's scorer options so one loader serves the hub default and the offline mirror.
+    """
+    cfg = copy.deepcopy(task.lm_eval_config)
+    cfg.setdefault("task", task.name)
+    loader = cfg.get("custom_dataset")
+    if isinstance(loader, str):
+        cfg["custom_dataset"] = functools.partial(
+            resolve_callable(loader), data_dir=data_dir, dataset_id=task.dataset_id,
+            options=dict(task.scorer_options))
+    return cfg
+
+
 def task_config(leaf: str, spec: BenchmarkSpec, data_dir: Path | None) -> dict[str, Any]:
     """lm-eval's config for one leaf task with our protocol and task settings applied."""
     task: TaskConfig = spec.task
-    entry = _index(task.lm_eval_folder)[leaf]
-    cfg = copy.deepcopy(load_yaml_with_refs(entry.yaml_path))
+    if task.lm_eval_folder is None:
+        cfg = _own_config(task, data_dir)
+    else:
+        entry = _index(task.lm_eval_folder)[leaf]
+        cfg = copy.deepcopy(load_yaml_with_refs(entry.yaml_path))
     for key in _STRUCTURAL_KEYS:
         cfg.pop(key, None)
     cfg.update(copy.deepcopy(task.overrides))
@@ -152,7 +182,7 @@ def task_config(leaf: str, spec: BenchmarkSpec, data_dir: Path | None) -> dict[s
     cfg["num_fewshot"] = spec.num_fewshot
     if spec.generation:
         cfg["generation_kwargs"] = {**cfg.get("generation_kwargs", {}), **spec.generation}
-    if data_dir is not None:
+    if data_dir is not None and "custom_dataset" not in cfg:
         local = data_dir / task.dataset_id
         if not local.is_dir():
             raise DataUnavailableError(
@@ -164,9 +194,23 @@ def task_config(leaf: str, spec: BenchmarkSpec, data_dir: Path | None) -> dict[s
     return _resolve_refs(cfg)
 
 
-def lm_eval_task_version(leaf: str, folder: str) -> Any:
+def lm_eval_task_version(leaf: str, folder: str | None, own: dict[str, Any] | None = None) -> Any:
+    if folder is None:
+        return ((own or {}).get("metadata") or {}).get("version")
     cfg = load_yaml_with_refs(_index(folder)[leaf].yaml_path)
     return (cfg.get("metadata") or {}).get("version")
+
+
+def _prepare_scorer(spec: BenchmarkSpec) -> None:
+    """Fail on bad scorer options, and install scorer data, before any model work starts."""
+    if spec.task.scorer in ("math_answer", "cot_letter"):
+        from kanana_eval.answer_scoring import check_scorer_options
+
+        check_scorer_options(spec.task)
+    elif spec.task.scorer == "ifeval":  # lm-eval's checker needs NLTK's punkt_tab, no download
+        from kanana_eval.punkt import ensure_punkt_tab
+
+        ensure_punkt_tab()
 
 
 @dataclass
@@ -184,7 +228,11 @@ def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
     """Every leaf lm-eval task of a benchmark (or the `only` ones), its dataset loaded."""
     from lm_eval.api.task import ConfigurableTask
 
-    leaves = leaf_task_names(spec.task.lm_eval_task, spec.task.lm_eval_folder)
+    _prepare_scorer(spec)
+    if spec.task.lm_eval_task is None or spec.task.lm_eval_folder is None:
+        leaves = [spec.task.name]
+    else:
+        leaves = leaf_task_names(spec.task.lm_eval_task, spec.task.lm_eval_folder)
     if only is not None:
         unknown = sorted(set(only) - set(leaves))
         if unknown:
@@ -196,12 +244,15 @@ def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
         cfg = task_config(leaf, spec, data_dir)
         try:
             obj = ConfigurableTask(config=cfg)
+        except KananaError:
+            raise
         except Exception as exc:  # datasets raises many types for missing or offline data
-            where = cfg.get("dataset_path")
+            where = cfg.get("dataset_path") or spec.task.dataset_id
             raise DataUnavailableError(
                 f"{spec.id}: cannot load dataset {where} ({cfg.get('dataset_name') or 'default'}):"
                 f" {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
         subtask = cfg.get("dataset_name") if len(leaves) > 1 else None
-        built.append(BuiltTask(leaf, subtask, obj, lm_eval_task_version(leaf, spec.task.lm_eval_folder)))
+        version = lm_eval_task_version(leaf, spec.task.lm_eval_folder, spec.task.lm_eval_config)
+        built.append(BuiltTask(leaf, subtask, obj, version))
     return built

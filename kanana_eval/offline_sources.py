@@ -226,6 +226,14 @@ class SharedSource:
 
 
 SHARED_SOURCES: dict[str, SharedSource] = {
+    "humaneval_plus": SharedSource(
+        "humaneval_plus",
+        "humaneval_plus",
+        "HumanEvalPlus.jsonl.gz",
+        164,
+        "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
+        "Apache-2.0",
+    ),
     "ifeval": SharedSource(
         "ifeval",
         "ifeval",
@@ -318,6 +326,18 @@ def read_ifeval() -> list[dict[str, Any]]:
         for number, record in _read_jsonl(shared_source_path("ifeval"))
     ]
     _check_shared_count("ifeval", rows)
+    return rows
+
+
+def read_humaneval_plus() -> list[dict[str, Any]]:
+    """HumanEval+ v0.1.10 release records (gzipped JSON Lines), in file order."""
+    path = shared_source_path("humaneval_plus")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError) as error:
+        raise DataUnavailableError(f"cannot read {path}: {error}") from error
+    _check_shared_count("humaneval_plus", rows)
     return rows
 
 

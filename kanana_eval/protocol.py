@@ -18,15 +18,17 @@ class TaskConfig:
     """A `tasks/<name>.yaml`: which lm-eval config supplies the prompts and how items are scored."""
 
     name: str
-    lm_eval_task: str
-    lm_eval_folder: str
+    lm_eval_task: str | None  # None: the whole lm-eval config is `lm_eval_config` (no lm-eval YAML)
+    lm_eval_folder: str | None
     dataset_id: str
     scorer: str
     item_id: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    lm_eval_config: dict[str, Any] = field(default_factory=dict)
     literal_functions: tuple[str, ...] = ()
     program_template: str | None = None
     filter: str | None = None
+    scorer_options: dict[str, Any] = field(default_factory=dict)
     source_file: str = ""
 
 
@@ -43,6 +45,7 @@ class BenchmarkSpec:
     aggregation: str
     generation: dict[str, Any] | None = None
     execution: dict[str, Any] | None = None
+    optional: bool = False  # not a README column: runs only when --benchmarks names it
 
     def describe(self) -> dict[str, Any]:
         """Everything about this benchmark that moves numbers, for the manifest."""
@@ -52,8 +55,9 @@ class BenchmarkSpec:
             "dataset_id": self.task.dataset_id, "num_fewshot": self.num_fewshot,
             "metric": self.metric, "aggregation": self.aggregation,
             "scorer": self.task.scorer, "filter": self.task.filter,
+            "scorer_options": self.task.scorer_options,
             "generation": self.generation, "execution": self.execution,
-            "task_overrides": self.task.overrides,
+            "task_overrides": self.task.overrides, "optional": self.optional,
         }
 
 
@@ -64,11 +68,12 @@ class Protocol:
     chat_template: bool
     benchmarks: tuple[BenchmarkSpec, ...]
     source_file: str
+    system_prompt: str | None = None
 
     def select(self, wanted: list[str] | None) -> list[BenchmarkSpec]:
         """Benchmarks matching --benchmarks (ids like `gsm8k@base` or bare names like `gsm8k`)."""
         if not wanted:
-            return list(self.benchmarks)
+            return [b for b in self.benchmarks if not b.optional]
         chosen = [b for b in self.benchmarks if b.id in wanted or b.id.split("@")[0] in wanted]
         return chosen
 
@@ -90,17 +95,23 @@ def load_task(name: str) -> TaskConfig:
         raise ConfigError(f"task config tasks/{name}.yaml is missing")
     raw = _read_yaml(path)
     try:
-        return TaskConfig(
-            name=raw["name"], lm_eval_task=raw["lm_eval_task"],
-            lm_eval_folder=raw["lm_eval_folder"], dataset_id=raw["dataset_id"],
+        config = TaskConfig(
+            name=raw["name"], lm_eval_task=raw.get("lm_eval_task"),
+            lm_eval_folder=raw.get("lm_eval_folder"), dataset_id=raw["dataset_id"],
             scorer=raw["scorer"], item_id=raw["item_id"],
             overrides=dict(raw.get("overrides") or {}),
+            lm_eval_config=dict(raw.get("lm_eval_config") or {}),
             literal_functions=tuple(raw.get("literal_functions") or ()),
             program_template=raw.get("program_template"), filter=raw.get("filter"),
+            scorer_options=dict(raw.get("scorer_options") or {}),
             source_file=str(path),
         )
     except KeyError as exc:
         raise ConfigError(f"tasks/{name}.yaml lacks the key {exc}") from exc
+    if (config.lm_eval_task is None) != (config.lm_eval_folder is None) or (
+            config.lm_eval_task is None and not config.lm_eval_config):
+        raise ConfigError(f"tasks/{name}.yaml needs lm_eval_task + lm_eval_folder, or lm_eval_config")
+    return config
 
 
 def available_protocols() -> list[str]:
@@ -123,6 +134,7 @@ def load_protocol(name: str) -> Protocol:
                 task=load_task(b["task"]), num_fewshot=int(b["num_fewshot"]),
                 metric=b["metric"], aggregation=b.get("aggregation", "micro"),
                 generation=b.get("generation"), execution=b.get("execution"),
+                optional=bool(b.get("optional", False)),
             ))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"protocols/{name}.yaml is malformed: {exc!r}") from exc
@@ -130,7 +142,7 @@ def load_protocol(name: str) -> Protocol:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"protocols/{name}.yaml repeats a benchmark id")
     return Protocol(raw["protocol"], raw.get("title", name), bool(raw.get("chat_template")),
-                    tuple(benchmarks), str(path))
+                    tuple(benchmarks), str(path), raw.get("system_prompt"))
 
 
 def select_benchmarks(protocols: list[str], wanted: list[str] | None) -> list[BenchmarkSpec]:

@@ -513,6 +513,21 @@ _BASE_COLUMNS = {
     "GSM8K": ("gsm8k@base", "percent"),
 }
 
+# MT-Bench / KoMT-Bench (issue 4) and FunctionChatBench (reference only) get ids now, so the
+# stored reference data never has to be renamed when they start running.
+_INSTRUCT_COLUMNS = {
+    "MT-Bench": ("mt_bench@instruct", "judge_1_10"),
+    "KoMT-Bench": ("komt_bench@instruct", "judge_1_10"),
+    "IFEval": ("ifeval@instruct", "percent"),
+    "HumanEval+": ("humaneval_plus@instruct", "percent"),
+    "MBPP+": ("mbpp_plus@instruct", "percent"),
+    "GSM8K (0-shot)": ("gsm8k@instruct", "percent"),
+    "MATH": ("math@instruct", "percent"),
+    "MMLU (0-shot, CoT)": ("mmlu_cot@instruct", "percent"),
+    "KMMLU (0-shot, CoT)": ("kmmlu_cot@instruct", "percent"),
+    "FunctionChatBench": ("functionchatbench@instruct", "percent"),
+}
+
 # The tables `--extract` writes. Adding a table = adding a spec (and its benchmark ids).
 TABLE_SPECS: tuple[TableSpec, ...] = (
     TableSpec(
@@ -533,6 +548,25 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
             "Open-source Base Model Evaluation",
         ),
         columns=_BASE_COLUMNS,
+    ),
+    TableSpec(
+        id="kanana-1.5-instruct",
+        title="Kanana 1.5: Instruct Model Evaluation",
+        kind="instruct",
+        path=("Kanana 1.5", "Performance", "Instruct Model Evaluation"),
+        columns=_INSTRUCT_COLUMNS,
+    ),
+    TableSpec(
+        id="kanana-1.5-instruct-open",
+        title="Kanana 1.5: Open-source Instruct Model Evaluation",
+        kind="instruct",
+        path=(
+            "Kanana 1.5",
+            "Performance",
+            "Instruct Model Evaluation",
+            "Open-source Instruct Model Evaluation",
+        ),
+        columns=_INSTRUCT_COLUMNS,
     ),
 )
 

@@ -39,7 +39,7 @@ from kanana_eval.paths import cache_dir
 from kanana_eval.protocol import BenchmarkSpec, load_protocol, select_benchmarks
 from kanana_eval.registry import ModelRef, load_registry
 from kanana_eval.results_io import item_file, write_json, write_jsonl
-from kanana_eval.scoring import aggregate, apply_execution, items_from_samples
+from kanana_eval.scoring import aggregate, apply_execution, items_from_samples, row_extras
 
 log = logging.getLogger("kanana_eval")
 
@@ -68,6 +68,7 @@ class RunConfig:
     gpu_memory_utilization: float = 0.9
     use_cache: bool = True
     execution_workers: int | None = None
+    max_gen_toks: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +142,12 @@ def _data_record(spec: BenchmarkSpec, tasks: list[BuiltTask], data_dir: Path | N
                 "fingerprint": dataset_fingerprint(data_dir / dataset_id),
                 "revision": info.get("revision"),
                 "derived_fewshot": bool(info.get("derived_fewshot", False))}
+    if spec.task.scorer == "evalplus":  # evalplus downloads its own release file
+        from kanana_eval.evalplus_task import release_fingerprint
+
+        return {"source": "release", "dataset_id": dataset_id, "path": None,
+                "fingerprint": release_fingerprint(spec.task.scorer_options),
+                "revision": spec.task.scorer_options.get("version"), "derived_fewshot": False}
     prints = []
     for t in tasks:  # lm-eval keeps a DatasetDict: fingerprint every split it loaded
         splits = t.task.dataset.items() if hasattr(t.task.dataset, "items") else [("", t.task.dataset)]
@@ -183,7 +190,7 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     """One checkpoint: cheap engine checks, data, engine, all requests, scores, files."""
     timings: dict[str, float] = {}
     started = time.time()
-    specs = select_benchmarks(list(ref.protocols), config.benchmarks)
+    specs = cap_generation(select_benchmarks(list(ref.protocols), config.benchmarks), config.max_gen_toks)
     data_dir = Path(config.data_dir).resolve() if config.data_dir else None
 
     t = time.time()
@@ -216,8 +223,9 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
 
     cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
     t = time.time()
-    items = collect_items(lm, specs, built, plan, seed=config.seed,
-                          cache_path=cache_path, workers=config.execution_workers, timings=timings)
+    items = collect_items(lm, specs, built, plan, seed=config.seed, cache_path=cache_path,
+                          workers=config.execution_workers, timings=timings, data_dir=data_dir)
+    engine_record["chat_template"] = chat_template_record(lm, specs)
     timings["inference_and_scoring_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
@@ -228,37 +236,124 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
 def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
                   plan: dict[str, dict[str, int]], *, seed: int = 1234, cache_path: Path | None = None,
                   workers: int | None = None, timings: dict[str, float] | None = None,
-                  ) -> dict[str, list[dict[str, Any]]]:
-    """Every planned request through one lm-eval call on `lm`, then one item record per document.
+                  data_dir: Path | None = None, doc_ids: dict[str, list[int]] | None = None,
+                  chat_templates: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Every planned request through lm-eval on `lm`, then one item record per document.
 
-    lm-eval groups the requests of all tasks by type, so every benchmark shares one engine and
-    one pass per request type. Code items are then run in the sandbox.
+    lm-eval groups the requests of all tasks by type, so every benchmark of a protocol shares
+    one engine and one pass per request type; a protocol with a chat template (instruct) is a
+    second lm-eval call on the same engine. Code items are then run in the sandbox.
+    `chat_templates=False` renders every prompt plain (scoring stored completions: no model).
+    """
+    timings = timings if timings is not None else {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    t = time.time()
+    for chat, system_prompt, group in _chat_groups(specs):
+        samples.update(_evaluate(lm, group, built, plan, chat=chat and chat_templates,
+                                 system_prompt=system_prompt,
+                                 seed=seed, cache_path=cache_path, doc_ids=doc_ids))
+    timings["inference_s"] = time.time() - t
+    items: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        items[spec.id] = [item for bt in built[spec.id]
+                          for item in items_from_samples(spec, bt.subtask, samples.get(bt.name, []))]
+    flag_truncation(lm, specs, items)
+    t = time.time()
+    _execute_code(specs, items, workers, data_dir)
+    timings["execution_s"] = time.time() - t
+    return items
+
+
+def _chat_groups(specs: list[BenchmarkSpec]) -> list[tuple[bool, str | None, list[BenchmarkSpec]]]:
+    """Specs grouped by how prompts are rendered: (chat template?, system prompt, specs)."""
+    groups: dict[tuple[bool, str | None], list[BenchmarkSpec]] = {}
+    for spec in specs:
+        proto = load_protocol(spec.protocol)
+        groups.setdefault((proto.chat_template, proto.system_prompt), []).append(spec)
+    return [(chat, system, group) for (chat, system), group in groups.items()]
+
+
+def _evaluate(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
+              plan: dict[str, dict[str, int]], *, chat: bool, system_prompt: str | None, seed: int,
+              cache_path: Path | None, doc_ids: dict[str, list[int]] | None = None,
+              ) -> dict[str, list[dict[str, Any]]]:
+    """One lm-eval `simple_evaluate` over the planned documents; lm-eval's logged samples.
+
+    Documents are the first `plan` ones of each leaf task, or exactly `doc_ids[leaf]` when given.
     """
     import lm_eval
-
-    timings = timings if timings is not None else {}
-    tasks = [bt.task for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0]
-    samples = {bt.name: list(range(plan[spec.id][bt.name]))
-               for spec in specs for bt in built[spec.id] if plan[spec.id][bt.name] > 0}
-    t = time.time()
     from lm_eval.tasks import TaskManager
 
+    samples = {bt.name: (doc_ids[bt.name] if doc_ids is not None else list(range(plan[spec.id][bt.name])))
+               for spec in specs for bt in built[spec.id]}
+    samples = {name: ids for name, ids in samples.items() if ids}
+    tasks = [bt.task for spec in specs for bt in built[spec.id] if bt.name in samples]
+    if not tasks:
+        return {}
+    extra: dict[str, Any] = {}
+    if chat:  # the model's own chat template on every prompt (lm-eval renders it per request)
+        extra = {"apply_chat_template": True, "fewshot_as_multiturn": True,
+                 "system_instruction": system_prompt}
     results = lm_eval.simple_evaluate(
         # Our tasks are built already: an index of lm-eval's 14k task files (~5 s) is not needed.
         task_manager=TaskManager(include_defaults=False),
         model=lm, tasks=tasks, samples=samples, log_samples=True, bootstrap_iters=0,
         use_cache=str(cache_path) if cache_path else None, confirm_run_unsafe_code=True,
         random_seed=0, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-    ) if tasks else {"samples": {}}
-    timings["inference_s"] = time.time() - t
-    items: dict[str, list[dict[str, Any]]] = {}
+        **extra,
+    )
+    return dict(results["samples"])
+
+
+def cap_generation(specs: list[BenchmarkSpec], max_gen_toks: int | None) -> list[BenchmarkSpec]:
+    """--max-gen-toks: lower every benchmark's token limit (a smoke run; recorded per benchmark)."""
+    if max_gen_toks is None:
+        return specs
+    capped = []
     for spec in specs:
-        items[spec.id] = [item for bt in built[spec.id]
-                          for item in items_from_samples(spec, bt.subtask, results["samples"].get(bt.name, []))]
-    t = time.time()
-    _execute_code(specs, items, workers)
-    timings["execution_s"] = time.time() - t
-    return items
+        gen = spec.generation
+        if gen is not None and int(gen.get("max_gen_toks", max_gen_toks + 1)) > max_gen_toks:
+            gen = {**gen, "max_gen_toks": max_gen_toks}
+        capped.append(dataclasses.replace(spec, generation=gen))
+    return capped
+
+
+def flag_truncation(lm: Any, specs: list[BenchmarkSpec], items: dict[str, list[dict[str, Any]]]) -> None:
+    """Mark items whose generation ran into the token limit (`truncated`, `details.output_tokens`).
+
+    lm-eval does not return a stop reason, so the output is re-tokenized: a generation within one
+    token of `max_gen_toks` counts as cut (a stop sequence would have ended it earlier).
+    """
+    encode = getattr(lm, "tok_encode", None)
+    if encode is None:
+        return
+    for spec in specs:
+        limit = (spec.generation or {}).get("max_gen_toks")
+        if limit is None:
+            continue
+        for item in items[spec.id]:
+            try:
+                n = len(encode(item["output"]))
+            except Exception:  # noqa: BLE001 - an engine without a local tokenizer
+                return
+            item["truncated"] = n >= int(limit) - 1
+            item.setdefault("details", {})["output_tokens"] = n
+
+
+def chat_template_record(lm: Any, specs: list[BenchmarkSpec]) -> dict[str, Any]:
+    """Which chat template rendered the prompts: its text and sha256 (None when not applied)."""
+    applied = any(load_protocol(s.protocol).chat_template for s in specs)
+    record: dict[str, Any] = {"applied": applied, "source": None, "sha256": None, "template": None}
+    if not applied:
+        return record
+    try:
+        template = lm.chat_template(True)
+    except Exception:  # noqa: BLE001 - engines that render server-side have none to show
+        template = None
+    if template:
+        record.update(source="tokenizer", template=template,
+                      sha256=hashlib.sha256(template.encode()).hexdigest())
+    return record
 
 
 def plan_limits(specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]], limit: int | None,
@@ -274,20 +369,31 @@ def plan_limits(specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]], l
 
 
 def _execute_code(specs: list[BenchmarkSpec], items: dict[str, list[dict[str, Any]]],
-                  workers: int | None) -> None:
+                  workers: int | None, data_dir: Path | None = None) -> None:
     """All code items of the run through the sandbox, never in this process."""
-    code_specs = [s for s in specs if s.task.scorer == "code_execution" and items[s.id]]
-    if not code_specs:
-        return
     from kanana_eval.sandbox import run_programs
 
-    for spec in code_specs:
-        limits = spec.execution or {}
-        programs = [item["details"]["program"] for item in items[spec.id]]
-        results = run_programs(programs, timeout_s=float(limits.get("timeout_s", 3.0)),
-                               memory_mb=int(limits.get("memory_mb", 2048)), workers=workers,
-                               progress=True)
-        apply_execution(items[spec.id], results)
+    for spec in specs:
+        if not items[spec.id]:
+            continue
+        if spec.task.scorer == "evalplus":
+            from kanana_eval.evalplus_task import score_items
+
+            score_items(spec, items[spec.id], data_dir, cache_dir() / "evalplus", workers)
+        elif spec.task.scorer == "code_execution":
+            limits = spec.execution or {}
+            programs = [item["details"]["program"] for item in items[spec.id]]
+            results = run_programs(programs, timeout_s=float(limits.get("timeout_s", 3.0)),
+                                   memory_mb=int(limits.get("memory_mb", 2048)), workers=workers,
+                                   progress=True)
+            apply_execution(items[spec.id], results)
+
+
+def _token_limit_lowered(spec: BenchmarkSpec) -> bool:
+    """True when --max-gen-toks cut this benchmark's protocol token limit (a smoke run)."""
+    original = next(b for b in load_protocol(spec.protocol).benchmarks if b.id == spec.id)
+    ours = (spec.generation or {}).get("max_gen_toks")
+    return ours is not None and ours != (original.generation or {}).get("max_gen_toks")
 
 
 def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine: dict[str, Any],
@@ -300,7 +406,8 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
     final = Path(config.output_dir) / ref.slug / run_id
     partial = final.parent / f".{run_id}.partial"
     partial.mkdir(parents=True, exist_ok=False)
-    smoke = any(sum(plan[s.id].values()) < available[s.id] for s in specs)
+    capped = [s.id for s in specs if _token_limit_lowered(s)]
+    smoke = any(sum(plan[s.id].values()) < available[s.id] for s in specs) or bool(capped)
     rows = []
     for spec in specs:
         write_jsonl(item_file(partial, spec.id), items[spec.id], kind="item")
@@ -310,6 +417,7 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
             "metric": spec.metric, "value": agg.value, "scale": "fraction",
             "stderr": agg.stderr, "n": agg.n, "n_available": available[spec.id],
             "derived_fewshot": data[spec.id]["derived_fewshot"], "subtasks": agg.subtasks,
+            **row_extras(spec, items[spec.id]),
         })
     scores = {
         "schema_version": 1, "run_id": run_id,

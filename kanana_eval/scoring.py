@@ -7,9 +7,10 @@ record. Code items get their program here and their verdict from kanana_eval.san
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,10 +97,23 @@ def code_item(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]) 
     }
 
 
-_BUILDERS = {
+def _lazy(module: str, name: str) -> Callable[..., dict[str, Any]]:
+    """A builder from another module, imported on first use (each pulls its own libraries)."""
+    def build(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]) -> dict[str, Any]:
+        return getattr(importlib.import_module(module), name)(spec, subtask, sample)
+
+    return build
+
+
+# scorer name -> (lm-eval filter whose samples it reads, or None for "the only one"; builder)
+_BUILDERS: dict[str, tuple[str | None, Callable[..., dict[str, Any]]]] = {
     "multiple_choice": ("none", multiple_choice_item),
     "filtered_exact_match": (None, exact_match_item),
     "code_execution": (None, code_item),
+    "ifeval": (None, _lazy("kanana_eval.ifeval_scoring", "ifeval_item")),
+    "math_answer": (None, _lazy("kanana_eval.answer_scoring", "math_answer_item")),
+    "cot_letter": (None, _lazy("kanana_eval.answer_scoring", "cot_letter_item")),
+    "evalplus": (None, _lazy("kanana_eval.evalplus_task", "evalplus_item")),
 }
 
 
@@ -158,6 +172,10 @@ def aggregate(items: Sequence[dict[str, Any]], how: str = "micro") -> Aggregate:
     for name, scores in by_sub.items():
         if name:
             subtasks[name] = {"value": mean_stderr(scores)[0], "n": len(scores)}
+    if how == "ifeval":  # the README's IFEval: mean of prompt- and instruction-level strict acc
+        from kanana_eval.ifeval_scoring import ifeval_aggregate
+
+        return ifeval_aggregate(items)
     scores = [float(i["score"]) for i in items]
     if how == "micro":
         value, stderr = mean_stderr(scores)
@@ -167,3 +185,20 @@ def aggregate(items: Sequence[dict[str, Any]], how: str = "micro") -> Aggregate:
     else:
         raise ConfigError(f"unknown aggregation '{how}'")
     return Aggregate(value, stderr, len(items), subtasks)
+
+
+def row_extras(spec: BenchmarkSpec, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a scores.json row adds to the headline number: other metrics and failure counts."""
+    extras: dict[str, Any] = {}
+    if spec.task.scorer == "ifeval" and items:
+        from kanana_eval.ifeval_scoring import ifeval_metrics
+
+        extras["metrics"] = ifeval_metrics(items)
+    elif spec.task.scorer == "evalplus" and items:
+        from kanana_eval.evalplus_task import extra_metrics
+
+        extras["metrics"] = extra_metrics(items)
+    if spec.generation is not None:
+        extras["n_no_answer"] = sum(1 for i in items if i["verdict"] == "no_answer")
+        extras["n_truncated"] = sum(1 for i in items if i.get("truncated"))
+    return extras

@@ -67,7 +67,11 @@ def test_rerun_repeats_the_run_from_its_manifest_with_equal_scores(tiny_run, tmp
 @pytest.mark.parametrize("argv,message", [
     (["run", "--model", "no-such-model-xyz"], "unknown model 'no-such-model-xyz'"),
     (["run", "--model", "smollm2-135m-instruct", "--benchmarks", "mmlu,bogus"], "unknown benchmark(s) bogus"),
-    (["run", "--model", "kanana-1.5-8b-instruct-2505"], "protocol 'instruct' is not available"),
+    # an instruct checkpoint runs the instruct protocol; offline its hub data cannot be fetched
+    (["run", "--model", "kanana-1.5-8b-instruct-2505", "--benchmarks", "ifeval"],
+     "cannot load dataset google/IFEval"),
+    (["run", "--model", "kanana-1.5-8b-instruct-2505", "--benchmarks", "gsm8k@base"],
+     "unknown benchmark(s) gsm8k@base"),
     (["run", "--model", "kanana-1.5-15.7b-a3b-base", "--yarn"], "does not take the YaRN 128K override"),
     # the hub path, offline: the dataset cannot be fetched
     (["run", "--model", "kanana-1.5-8b-base", "--benchmarks", "gsm8k"], "cannot load dataset openai/gsm8k"),

@@ -12,7 +12,7 @@ from kanana_eval.results_io import load_run, read_jsonl
 def test_smollm2_smoke_run_and_report(offline_mirror, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["run", "--model", "smollm2-135m-instruct", "--data-dir", str(offline_mirror),
-                 "--limit", "5", "--benchmarks", "mmlu,humaneval,gsm8k", "--batch-size", "1",
+                 "--limit", "5", "--benchmarks", "mmlu@base,humaneval@base,gsm8k@base", "--batch-size", "1",
                  "--no-cache", "--output-dir", str(out)]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("smollm2-135m-instruct: mmlu@base ") and "SMOKE RUN" in summary
