@@ -18,7 +18,8 @@ OUT         ?= results
 REPORT_DIR  ?= reports/out
 # The embedded default is a limited smoke run: 20 items per README column, on the benchmarks
 # whose data ships offline (KMMLU, HAE-RAE and MBPP are hub-only).
-SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 20 --benchmarks mmlu,humaneval,gsm8k --batch-size 1
+SMOKE_BENCH ?= mmlu@base,humaneval@base,gsm8k@base,ifeval,humaneval_plus,gsm8k@instruct,math,mmlu_cot
+SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 5 --max-gen-toks 96 --benchmarks $(SMOKE_BENCH) --batch-size 1
 EVAL_ARGS   ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL)),$(SMOKE_ARGS),)
 ARGS        ?=
 PYTEST_ARGS ?=

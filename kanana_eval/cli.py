@@ -175,9 +175,12 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
     for name in names:
         proto = load_protocol(name)
         print(f"protocol {proto.name}: {proto.title} (chat template: {'yes' if proto.chat_template else 'no'})")
-        print(f"  {'benchmark':16} {'column':10} {'shots':>5}  {'metric':12} {'lm-eval task':12} data source")
+        print(f"  {'benchmark':24} {'column':19} {'shots':>5}  {'metric':18} {'task / tool':14} data source")
         for b in proto.benchmarks:
-            print(f"  {b.id:16} {b.column:10} {b.num_fewshot:>5}  {b.metric:12} {b.task.lm_eval_task:12} hub {b.task.dataset_id}")
+            tool = b.task.lm_eval_task or b.task.scorer  # evalplus tasks have no lm-eval YAML
+            source = ("evalplus release" if b.task.scorer == "evalplus" else "hub") + f" {b.task.dataset_id}"
+            note = "  (only when named in --benchmarks)" if b.optional else ""
+            print(f"  {b.id:24} {b.column:19} {b.num_fewshot:>5}  {b.metric:18} {tool:14} {source}{note}")
     return 0
 
 

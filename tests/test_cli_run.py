@@ -115,6 +115,8 @@ def test_listing_commands(capsys):
     assert main(["benchmarks"]) == 0
     out = capsys.readouterr().out
     assert "mbpp@base" in out and "google-research-datasets/mbpp" in out
+    assert "protocol instruct:" in out and "evalplus release evalplus/HumanEvalPlus" in out
+    assert "math500@instruct" in out and "only when named" in out
 
 
 @pytest.mark.parametrize("flag,value", [("--limit", "-3"), ("--limit", "abc"), ("--batch-size", "0")])

@@ -347,7 +347,7 @@ def test_main_build_mirror_prints_one_line_per_dataset_and_one_for_the_skipped(
     assert lines[1].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
     assert lines[2].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
     assert lines[3] == (
-        "skipped google/IFEval, EleutherAI/hendrycks_math: "
+        "skipped google/IFEval, EleutherAI/hendrycks_math, evalplus/HumanEvalPlus: "
         "KANANA_SHARED_DATA does not name the shared data folder"
     )
     assert lines[4].startswith("record: ")
@@ -475,9 +475,10 @@ def test_shared_folder_holding_one_dataset_builds_it_and_skips_the_others(
     report = build_mirror(tmp_path / "out")
     built = [d.dataset_id for d in report.datasets]
     assert built == ["cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "google/IFEval"]
-    assert set(report.skipped) == {"EleutherAI/hendrycks_math"}
+    assert set(report.skipped) == {"EleutherAI/hendrycks_math", "evalplus/HumanEvalPlus"}
     lines = report.skip_lines()
-    assert len(lines) == 1 and "has no folder 'math'" in lines[0]
+    assert len(lines) == 2 and "has no folder 'math'" in lines[0]
+    assert "has no folder 'humaneval_plus'" in lines[1]
     assert not (tmp_path / "out/EleutherAI").exists()
 
 

@@ -46,7 +46,7 @@ def _tables() -> dict[str, ReferenceTable]:
 
 
 def test_both_kanana_15_base_tables_are_stored_with_their_columns_and_rows():
-    tables = _tables()
+    tables = {k: t for k, t in _tables().items() if t.kind == "base"}
     assert set(tables) == {"kanana-1.5-base", "kanana-1.5-base-open"}
     for table in tables.values():
         assert [(c.header, c.benchmark) for c in table.columns] == BASE_BENCHMARKS
@@ -92,7 +92,23 @@ def test_published_score_returns_the_cell_of_every_table_holding_the_row():
     [starred] = published_score("Kanana-8B", "gsm8k@base", [_tables()["kanana-1.5-base-open"]])
     assert starred.row_marks == ("*",)
     assert published_score("SmolLM2-135M", "mmlu@base") == []
-    assert published_score("Kanana-1.5-8B", "ifeval@instruct") == []
+    assert published_score("Kanana-1.5-8B", "haerae@instruct") == []
+
+
+def test_both_kanana_15_instruct_tables_are_stored_with_benchmark_ids_for_every_column():
+    tables = {k: t for k, t in _tables().items() if t.kind == "instruct"}
+    assert set(tables) == {"kanana-1.5-instruct", "kanana-1.5-instruct-open"}
+    for table in tables.values():
+        assert [c.benchmark for c in table.columns] == [
+            "mt_bench@instruct", "komt_bench@instruct", "ifeval@instruct", "humaneval_plus@instruct",
+            "mbpp_plus@instruct", "gsm8k@instruct", "math@instruct", "mmlu_cot@instruct",
+            "kmmlu_cot@instruct", "functionchatbench@instruct"]
+        assert [c.scale for c in table.columns][:2] == ["judge_1_10", "judge_1_10"]
+    # The README's Kanana-1.5-8B instruct numbers, as printed.
+    cells = {c.column: c.display for c in published_score("Kanana-1.5-8B", "ifeval@instruct")}
+    assert cells == {"IFEval": "80.11"}
+    [mt] = published_score("Kanana-1.5-8B", "mt_bench@instruct", [tables["kanana-1.5-instruct"]])
+    assert mt.display == "7.76"
 
 
 def test_published_score_rejects_a_malformed_benchmark_id():

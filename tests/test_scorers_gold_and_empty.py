@@ -81,3 +81,68 @@ def test_every_base_scorer_on_gold_and_empty_answers(built_base, mode, expected)
     else:
         assert {i["verdict"] for i in items["gsm8k@base"]} == {"no_answer"}
         assert {i["verdict"] for i in items["mbpp@base"]} <= {"failed", "error"}
+
+
+# ----------------------------------------------------------------------- the instruct protocol
+
+INSTRUCT_GOLD = {
+    # evalplus' HumanEval prompt is the signature + docstring, its canonical solution the body.
+    "humaneval_plus@instruct": lambda doc: doc["prompt"] + doc["canonical_solution"] + "\n```\n",
+    "mbpp_plus@instruct": lambda doc: doc["canonical_solution"] + "\n```\n",
+    "gsm8k@instruct": lambda doc: doc["answer"].split("####")[0] + "\\boxed{" + doc["answer"].split("####")[-1].strip() + "}",
+    "math@instruct": lambda doc: doc["solution"],
+    "math500@instruct": lambda doc: doc["solution"],
+    "mmlu_cot@instruct": lambda doc: "Let me think step by step.\nTherefore, the answer is: " + "ABCD"[doc["answer"]],
+    "kmmlu_cot@instruct": lambda doc: "단계별로 생각합니다.\n따라서, 정답은: " + "ABCD"[doc["answer"] - 1],
+}
+
+
+class ChatOracleLM(OracleLM):
+    """The oracle behind a chat template of its own, as an instruct engine is."""
+
+    tokenizer_name = "oracle-chat"
+
+    def chat_template(self, chat_template=False):
+        return "oracle-template"
+
+    def apply_chat_template(self, chat_history, add_generation_prompt=True):
+        text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in chat_history)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def generate_until(self, requests):
+        out = []
+        for req in requests:
+            bench = self.tasks[req.task_name].config.metadata["kanana_benchmark"]
+            out.append(INSTRUCT_GOLD[bench](req.doc) if self.mode == "gold" else "")
+        return out
+
+
+@pytest.fixture(scope="module")
+def built_instruct(offline_mirror):
+    protocol = load_protocol("instruct")
+    specs = [b for b in protocol.benchmarks if b.id in INSTRUCT_GOLD]  # IFEval: test_ifeval_scoring
+    built = {s.id: build_tasks(s, offline_mirror) for s in specs}
+    plan, _ = plan_limits(specs, built, limit=8)
+    tasks = {bt.name: bt.task for s in specs for bt in built[s.id]}
+    return specs, built, plan, tasks, offline_mirror
+
+
+@pytest.mark.parametrize("mode,expected", [("gold", 1.0), ("empty", 0.0)])
+def test_every_instruct_scorer_on_gold_and_empty_answers(built_instruct, mode, expected):
+    specs, built, plan, tasks, mirror = built_instruct
+    assert {s.id for s in specs} == set(INSTRUCT_GOLD)
+    items = collect_items(ChatOracleLM(tasks, mode), specs, built, plan, data_dir=mirror)
+    for spec in specs:
+        assert items[spec.id], f"{spec.id}: no items"
+        agg = aggregate(items[spec.id], spec.aggregation)
+        assert agg.value == expected, (spec.id, [(i["item_id"], i["verdict"], i.get("details"))
+                                                  for i in items[spec.id] if i["score"] != expected][:2])
+        # the chat template rendered every prompt
+        assert all(i["prompt"].startswith("<user>") for i in items[spec.id])
+    if mode == "gold":
+        assert {i["verdict"] for i in items["humaneval_plus@instruct"]} == {"passed"}
+        assert all(i["details"]["base_status"] == i["details"]["plus_status"] == "pass"
+                   for i in items["mbpp_plus@instruct"])
+    else:
+        assert {i["verdict"] for i in items["gsm8k@instruct"]} == {"no_answer"}
+        assert {i["verdict"] for i in items["humaneval_plus@instruct"]} <= {"failed", "timeout"}
