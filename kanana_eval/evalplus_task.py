@@ -99,8 +99,9 @@ def score_items(spec: BenchmarkSpec, items: Sequence[dict[str, Any]], data_dir: 
                               workers=workers, progress=True)
     for item, result in zip(items, results, strict=True):
         item["score"] = 1.0 if result.passed else 0.0
-        item["verdict"] = "passed" if result.passed else (
-            "timeout" if "timeout" in (result.base_status, result.plus_status) else "failed")
+        item["verdict"] = ("passed" if result.passed else "error" if "sandbox error" in result.detail
+                           else "timeout" if "timeout" in (result.base_status, result.plus_status)
+                           else "failed")
         item["details"] = {**item["details"], "base_status": result.base_status,
                            "plus_status": result.plus_status,
                            "base_passed": result.base_status == "pass",

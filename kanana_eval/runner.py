@@ -389,6 +389,15 @@ def _execute_code(specs: list[BenchmarkSpec], items: dict[str, list[dict[str, An
             apply_execution(items[spec.id], results)
 
 
+def _sandbox_record(specs: list[BenchmarkSpec]) -> dict[str, Any] | None:
+    """What the code sandbox enforced on this machine (Landlock, quotas), for runs that ran code."""
+    if not any(s.task.scorer in ("code_execution", "evalplus") for s in specs):
+        return None
+    from kanana_eval.sandbox import isolation_report
+
+    return isolation_report()
+
+
 def _token_limit_lowered(spec: BenchmarkSpec) -> bool:
     """True when --max-gen-toks cut this benchmark's protocol token limit (a smoke run)."""
     original = next(b for b in load_protocol(spec.protocol).benchmarks if b.id == spec.id)
@@ -436,6 +445,7 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
                   "kind": ref.entry.kind if ref.entry else None,
                   "readme_rows": list(ref.readme_rows)},
         "engine": engine, "request_cache": cache_path,
+        "sandbox": _sandbox_record(specs),
         "protocols": {p: {"file": load_protocol(p).source_file,
                           "sha256": file_sha256(Path(load_protocol(p).source_file))}
                       for p in ref.protocols},

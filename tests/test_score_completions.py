@@ -79,3 +79,27 @@ def test_bad_completions_are_one_line_errors_and_write_nothing(offline_mirror, t
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith("kanana-eval: error:")
     assert not out.exists() or not any(out.rglob("scores.json"))
+
+
+def test_evalplus_samples_format_is_scored_as_evalplus_reads_it(offline_mirror, tmp_path, capsys):
+    from kanana_eval.evalplus_data import load_problems
+
+    problems = load_problems("humaneval", version="v0.1.10",
+                             source=offline_mirror / "evalplus/HumanEvalPlus/HumanEvalPlus-v0.1.10.jsonl.gz")
+    p0, p1, p2 = (problems[f"HumanEval/{i}"] for i in (0, 1, 2))
+    samples = [
+        {"task_id": p0["task_id"], "solution": p0["prompt"] + p0["canonical_solution"]},
+        {"task_id": p1["task_id"], "completion": p1["canonical_solution"]},  # appended to the prompt
+        {"task_id": p2["task_id"], "solution": p2["prompt"] + "    return 0\n"},
+    ]
+    file = _write(tmp_path / "samples.jsonl", samples)
+    out = tmp_path / "results"
+    assert main(["score", "humaneval_plus", file, "--data-dir", str(offline_mirror),
+                 "--output-dir", str(out), "--workers", "2"]) == 0
+    assert "humaneval_plus@instruct 66.67" in capsys.readouterr().out
+    (run_dir,) = list(out.glob("*/*"))
+    items = read_jsonl(run_dir / "items" / "humaneval_plus@instruct.jsonl", kind="item")
+    assert [i["verdict"] for i in items] == ["passed", "passed", "failed"]
+    assert items[1]["details"]["solution"].startswith(p1["prompt"])
+    (row,) = load_run(run_dir)[1]["scores"]
+    assert row["metrics"] == {"pass@1_base": 2 / 3, "pass@1_plus": 2 / 3}

@@ -42,6 +42,7 @@ def test_smollm2_instruct_smoke_run_and_report(offline_mirror, tmp_path, capsys)
     assert set(rows["ifeval@instruct"]["metrics"]) == {
         "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
     assert set(rows["humaneval_plus@instruct"]["metrics"]) == {"pass@1_base", "pass@1_plus"}
+    assert manifest["sandbox"]["disk_quota"]["bytes"] > 0  # what the sandbox enforced is recorded
     code = read_jsonl(run_dir / "items" / "humaneval_plus@instruct.jsonl", kind="item")
     assert all(i["verdict"] in {"passed", "failed", "timeout"} and "plus_status" in i["details"] for i in code)
 
