@@ -191,7 +191,17 @@ def task_config(leaf: str, spec: BenchmarkSpec, data_dir: Path | None) -> dict[s
             )
         cfg["dataset_path"] = str(local)
     cfg["metadata"] = {**(cfg.get("metadata") or {}), "kanana_benchmark": spec.id}
+    cfg["task"] = lm_eval_name(leaf, spec)
     return _resolve_refs(cfg)
+
+
+def lm_eval_name(leaf: str, spec: BenchmarkSpec) -> str:
+    """The name lm-eval files a leaf's samples under: unique across the protocols of one run.
+
+    gsm8k@base and gsm8k@instruct both build lm-eval's `gsm8k` leaf (with different prompts);
+    one model's two protocols must not share a name, so non-base protocols qualify it.
+    """
+    return leaf if spec.protocol == "base" else f"{leaf}@{spec.protocol}"
 
 
 def lm_eval_task_version(leaf: str, folder: str | None, own: dict[str, Any] | None = None) -> Any:
@@ -254,5 +264,5 @@ def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
             ) from exc
         subtask = cfg.get("dataset_name") if len(leaves) > 1 else None
         version = lm_eval_task_version(leaf, spec.task.lm_eval_folder, spec.task.lm_eval_config)
-        built.append(BuiltTask(leaf, subtask, obj, version))
+        built.append(BuiltTask(cfg["task"], subtask, obj, version))
     return built

@@ -159,7 +159,7 @@ class StoredLM(LM):
 def ifeval_task(offline_mirror: Path) -> Any:
     ensure_punkt_tab()  # before lm-eval's checker is imported by the task config
     (built,) = build_tasks(SPEC, offline_mirror)
-    assert built.name == "ifeval" and built.subtask is None
+    assert built.name == "ifeval@instruct" and built.subtask is None
     return built.task
 
 
@@ -176,7 +176,7 @@ def runs(ifeval_task: Any) -> dict[str, tuple[dict[str, Any], list[dict[str, Any
                                           bootstrap_iters=0,
                                           task_manager=TaskManager(include_defaults=False))
         assert results is not None
-        out[family] = (results["results"]["ifeval"], list(results["samples"]["ifeval"]), lm)
+        out[family] = (results["results"]["ifeval@instruct"], list(results["samples"]["ifeval@instruct"]), lm)
     return out
 
 

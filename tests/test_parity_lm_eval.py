@@ -42,7 +42,7 @@ def model_folder() -> Path:
 def run_ours(mirror: Path, out: Path, benchmark: str, limit: int, batch_size: int,
              ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """`kanana-eval run` in-process: (items, manifest, the benchmark's scores.json row)."""
-    args = ["run", "--model", MODEL_KEY, "--data-dir", str(mirror), "--benchmarks", benchmark,
+    args = ["run", "--model", MODEL_KEY, "--data-dir", str(mirror), "--benchmarks", f"{benchmark}@base",
             "--limit", str(limit), "--batch-size", str(batch_size), "--output-dir", str(out),
             "--no-cache"]
     assert main(args) == 0

@@ -113,7 +113,8 @@ class ChatOracleLM(OracleLM):
         out = []
         for req in requests:
             bench = self.tasks[req.task_name].config.metadata["kanana_benchmark"]
-            out.append(INSTRUCT_GOLD[bench](req.doc) if self.mode == "gold" else "")
+            gold = INSTRUCT_GOLD.get(bench) or GOLD_COMPLETION[bench]
+            out.append(gold(req.doc) if self.mode == "gold" else "")
         return out
 
 
@@ -146,3 +147,16 @@ def test_every_instruct_scorer_on_gold_and_empty_answers(built_instruct, mode, e
     else:
         assert {i["verdict"] for i in items["gsm8k@instruct"]} == {"no_answer"}
         assert {i["verdict"] for i in items["humaneval_plus@instruct"]} <= {"failed", "timeout"}
+
+
+def test_one_model_runs_the_same_lm_eval_leaf_in_two_protocols_without_mixing_them(offline_mirror):
+    """gsm8k@base and gsm8k@instruct both build lm-eval's `gsm8k`: their samples stay apart."""
+    specs = [b for p in ("base", "instruct") for b in load_protocol(p).benchmarks if b.id.startswith("gsm8k@")]
+    built = {s.id: build_tasks(s, offline_mirror) for s in specs}
+    assert [bt.name for s in specs for bt in built[s.id]] == ["gsm8k", "gsm8k@instruct"]
+    plan, _ = plan_limits(specs, built, limit=3)
+    tasks = {bt.name: bt.task for s in specs for bt in built[s.id]}
+    items = collect_items(ChatOracleLM(tasks, "gold"), specs, built, plan)
+    assert aggregate(items["gsm8k@base"]).value == aggregate(items["gsm8k@instruct"]).value == 1.0
+    assert all(i["prompt"].startswith("Question:") for i in items["gsm8k@base"])  # 5-shot, no template
+    assert all(i["prompt"].startswith("<user>Put your final answer") for i in items["gsm8k@instruct"])
