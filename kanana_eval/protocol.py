@@ -12,6 +12,8 @@ import yaml
 from kanana_eval.errors import ConfigError, UnknownBenchmarkError
 from kanana_eval.paths import resource_dir
 
+JUDGE_SCORER = "judge"  # MT-Bench-style tasks: kanana_eval.judge_stage, not lm-eval
+
 
 @dataclass(frozen=True)
 class TaskConfig:
@@ -46,6 +48,11 @@ class BenchmarkSpec:
     generation: dict[str, Any] | None = None
     execution: dict[str, Any] | None = None
     optional: bool = False  # not a README column: runs only when --benchmarks names it
+
+    @property
+    def judged(self) -> bool:
+        """Answered in two turns and scored by an LLM judge (MT-Bench, KoMT-Bench)."""
+        return self.task.scorer == JUDGE_SCORER
 
     def describe(self) -> dict[str, Any]:
         """Everything about this benchmark that moves numbers, for the manifest."""
@@ -108,6 +115,10 @@ def load_task(name: str) -> TaskConfig:
         )
     except KeyError as exc:
         raise ConfigError(f"tasks/{name}.yaml lacks the key {exc}") from exc
+    if config.scorer == JUDGE_SCORER:  # two-turn answers + LLM judge: no lm-eval task at all
+        if config.lm_eval_task or config.lm_eval_config:
+            raise ConfigError(f"tasks/{name}.yaml: a judged task has no lm-eval config")
+        return config
     if (config.lm_eval_task is None) != (config.lm_eval_folder is None) or (
             config.lm_eval_task is None and not config.lm_eval_config):
         raise ConfigError(f"tasks/{name}.yaml needs lm_eval_task + lm_eval_folder, or lm_eval_config")

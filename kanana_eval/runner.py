@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kanana_eval import __version__
+from kanana_eval import __version__, judge_stage
 from kanana_eval.engine import (
     EngineConfig,
     build_lm,
@@ -69,6 +69,19 @@ class RunConfig:
     use_cache: bool = True
     execution_workers: int | None = None
     max_gen_toks: int | None = None
+    judge: bool = True  # False: MT-Bench answers only, judged later with `kanana-eval judge RUN`
+    judge_model: str = "gpt-4o-2024-08-06"
+    judge_base_url: str | None = None
+    judge_concurrency: int = 8
+    komt_language_penalty: bool = False
+
+    def judge_options(self) -> Any:
+        from kanana_eval.judge_client import JudgeConfig
+        from kanana_eval.judge_stage import JudgeOptions
+
+        return JudgeOptions(JudgeConfig(model=self.judge_model, base_url=self.judge_base_url,
+                                        concurrency=self.judge_concurrency),
+                            language_penalty=self.komt_language_penalty)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,6 +195,10 @@ def run(config: RunConfig) -> list[Path]:
         if config.yarn and ref.entry is not None and not ref.entry.yarn_128k:
             raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the README: "
                               "~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
+        if config.judge and any(s.judged for s in select_benchmarks(list(ref.protocols), config.benchmarks)):
+            from kanana_eval.judge_client import preflight as judge_preflight
+
+            judge_preflight(config.judge_options().client)
     return [run_model(ref, dataclasses.replace(config, model=ref.name, protocols=list(ref.protocols)))
             for ref in refs]
 
@@ -210,11 +227,19 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     timings["resolve_model_s"] = time.time() - t
 
     t = time.time()
-    built = {spec.id: build_tasks(spec, data_dir) for spec in specs}
-    data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in specs}
+    lm_specs = [spec for spec in specs if not spec.judged]
+    judged = [spec for spec in specs if spec.judged]
+    built = {spec.id: build_tasks(spec, data_dir) for spec in lm_specs}
+    data = {spec.id: _data_record(spec, built[spec.id], data_dir) for spec in lm_specs}
+    judge_data = {spec.id: judge_stage.load_data(spec, data_dir) for spec in judged}
+    data.update({spec.id: judge_stage.data_record(spec, judge_data[spec.id]) for spec in judged})
     timings["load_data_s"] = time.time() - t
 
-    plan, available = plan_limits(specs, built, config.limit)
+    plan, available = plan_limits(lm_specs, built, config.limit)
+    for spec in judged:
+        built[spec.id] = []
+        plan[spec.id] = judge_stage.plan_questions(judge_data[spec.id], config.limit)
+        available[spec.id] = len(judge_data[spec.id].questions)
 
     t = time.time()
     lm = build_lm(engine)
@@ -223,14 +248,27 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
 
     cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
     t = time.time()
-    items = collect_items(lm, specs, built, plan, seed=config.seed, cache_path=cache_path,
+    items = collect_items(lm, lm_specs, built, plan, seed=config.seed, cache_path=cache_path,
                           workers=config.execution_workers, timings=timings, data_dir=data_dir)
-    engine_record["chat_template"] = chat_template_record(lm, specs)
+    judges: dict[str, dict[str, Any]] = {}
+    for spec in judged:
+        items[spec.id] = judge_stage.answer_items(
+            lm, spec, judge_data[spec.id], plan[spec.id],
+            system_prompt=load_protocol(spec.protocol).system_prompt, cache_path=cache_path,
+            seed=config.seed)
+        flag_truncation(lm, [spec], items)
     timings["inference_and_scoring_s"] = time.time() - t
+    engine_record["chat_template"] = chat_template_record(lm, specs)
+    if judged and config.judge:
+        t = time.time()
+        for spec in judged:
+            judges[spec.id] = judge_stage.judge_items(spec, items[spec.id], judge_data[spec.id],
+                                                      config.judge_options())
+        timings["judge_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
     return _write_run(ref, config, resolved, engine_record, specs, built, data, plan, available, items,
-                      timings, str(cache_path) if cache_path else None, started)
+                      timings, str(cache_path) if cache_path else None, started, judges)
 
 
 def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
@@ -409,7 +447,8 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
                specs: list[BenchmarkSpec], built: dict[str, list[BuiltTask]],
                data: dict[str, dict[str, Any]], plan: dict[str, dict[str, int]],
                available: dict[str, int], items: dict[str, list[dict[str, Any]]],
-               timings: dict[str, float], cache_path: str | None, started: float) -> Path:
+               timings: dict[str, float], cache_path: str | None, started: float,
+               judges: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write items, scores and manifest into a hidden folder, then rename it into place."""
     run_id = _run_id(config)
     final = Path(config.output_dir) / ref.slug / run_id
@@ -417,16 +456,20 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
     partial.mkdir(parents=True, exist_ok=False)
     capped = [s.id for s in specs if _token_limit_lowered(s)]
     smoke = any(sum(plan[s.id].values()) < available[s.id] for s in specs) or bool(capped)
+    judges = judges or {}
     rows = []
     for spec in specs:
         write_jsonl(item_file(partial, spec.id), items[spec.id], kind="item")
         agg = aggregate(items[spec.id], spec.aggregation)
+        extras = row_extras(spec, items[spec.id])
+        if spec.judged:
+            extras.update(judge_stage.row_extras(items[spec.id], judges.get(spec.id)))
         rows.append({
             "benchmark": spec.id, "protocol": spec.protocol, "column": spec.column,
             "metric": spec.metric, "value": agg.value, "scale": "fraction",
             "stderr": agg.stderr, "n": agg.n, "n_available": available[spec.id],
             "derived_fewshot": data[spec.id]["derived_fewshot"], "subtasks": agg.subtasks,
-            **row_extras(spec, items[spec.id]),
+            **extras,
         })
     scores = {
         "schema_version": 1, "run_id": run_id,
@@ -455,6 +498,7 @@ def _write_run(ref: ModelRef, config: RunConfig, resolved: ResolvedModel, engine
             "lm_eval_tasks": {bt.name: bt.version for bt in built[spec.id]},
             "data": data[spec.id], "n_scored": len(items[spec.id]),
             "n_available": available[spec.id], "samples_per_subtask": plan[spec.id],
+            **({"judge": judges.get(spec.id) or judge_stage.not_judged_record()} if spec.judged else {}),
         } for spec in specs},
         "versions": package_versions(), "timings": {k: round(v, 3) for k, v in timings.items()},
         "status": "complete",
@@ -475,7 +519,8 @@ def summary_line(run_dir: Path) -> str:
         if row["value"] is None:
             parts.append(f"{row['benchmark']} n/a")
             continue
-        err = f" ±{100 * row['stderr']:.2f}" if row["stderr"] is not None else ""
-        parts.append(f"{row['benchmark']} {100 * row['value']:.2f}{err} (n={row['n']})")
+        unit = 1 if row.get("scale") == "judge_1_10" else 100  # judge scores keep their 1-10 scale
+        err = f" ±{unit * row['stderr']:.2f}" if row["stderr"] is not None else ""
+        parts.append(f"{row['benchmark']} {unit * row['value']:.2f}{err} (n={row['n']})")
     tag = " [SMOKE RUN: --limit cut the data; not comparable with published numbers]" if scores["smoke"] else ""
     return f"{scores['model']['name']}: " + " | ".join(parts) + f"{tag} -> {run_dir}"

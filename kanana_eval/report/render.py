@@ -25,6 +25,7 @@ from kanana_eval.reference import (
     get_reference_table,
     load_reference_tables,
 )
+from kanana_eval.report.formatting import format_number
 from kanana_eval.report.tables import (
     DELTA_PREFIX,
     SMOKE_MARK,
@@ -35,6 +36,7 @@ from kanana_eval.report.tables import (
     build_table_view,
     load_run_row,
 )
+from kanana_eval.results_io import read_json
 
 
 @functools.lru_cache(maxsize=4)
@@ -263,6 +265,39 @@ def _sections(
     return sections
 
 
+def _judge_cell(value: float | None) -> str:
+    return "" if value is None else format_number(value, "judge_1_10", "judge_1_10")
+
+
+def _judge_breakdowns(run_dirs: Sequence[Path]) -> list[dict[str, object]]:
+    """Per run with judged benchmarks: judge score per MT-Bench category, per turn and overall."""
+    breakdowns = []
+    for run_dir in run_dirs:
+        scores = read_json(Path(run_dir) / "scores.json", "scores")
+        rows = [r for r in scores["scores"] if "judge" in r]
+        if not rows:
+            continue
+        categories = list(dict.fromkeys(c for r in rows for c in r.get("subtasks") or {}))
+        body = [[c] + [_judge_cell((r.get("subtasks") or {}).get(c, {}).get("value")) for r in rows]
+                for c in categories]
+        for label, key in (("turn 1", "turn_1"), ("turn 2", "turn_2")):
+            body.append([label] + [_judge_cell((r.get("metrics") or {}).get(key)) for r in rows])
+        body.append(["overall"] + [_judge_cell(r["value"]) for r in rows])
+        judges = []
+        for r in rows:
+            judge = r["judge"]
+            if judge.get("status") != "judged":
+                judges.append(f"{r['column']}: not judged yet (kanana-eval judge RUN)")
+                continue
+            penalty = judge.get("language_penalty", {}).get("applied")
+            judges.append(f"{r['column']}: judge {judge.get('model')}, {r.get('n_dropped', 0)} "
+                          f"judgment(s) dropped" + (", language penalty applied" if penalty else ""))
+        breakdowns.append({"run": scores["run_id"], "model": scores["model"]["name"],
+                           "header": ["category"] + [r["column"] for r in rows], "rows": body,
+                           "notes": judges})
+    return breakdowns
+
+
 def render_report(
     run_dirs: Sequence[Path], out_dir: Path, tables: Sequence[str] | None = None
 ) -> list[Path]:
@@ -286,6 +321,7 @@ def render_report(
             "smoke_mark": SMOKE_MARK,
             "delta_prefix": DELTA_PREFIX,
             "sections": _sections(runs, [t for t in chosen if t.kind == kind], all_tables),
+            "judge_breakdowns": _judge_breakdowns(run_dirs) if kind == "instruct" else [],
         }
         for suffix, template in (("html", "report.html.j2"), ("md", "report.md.j2")):
             path = out_dir / f"{kind}.{suffix}"
