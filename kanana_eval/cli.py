@@ -20,6 +20,7 @@ examples:
   kanana-eval run --model ./my-checkpoint --benchmarks mmlu,gsm8k --backend hf
   kanana-eval run --model my-model --backend openai --base-url http://127.0.0.1:8000/v1
   kanana-eval report results/smollm2-135m-instruct/<run-id> --out reports/out
+  kanana-eval report smollm2-135m-instruct --update README.md   # tables between marker comments
   kanana-eval rerun results/smollm2-135m-instruct/<run-id>
   kanana-eval score humaneval_plus samples.jsonl --data-dir data/mirror
   kanana-eval run --model kanana-1.5-8b-instruct-2505 --benchmarks mt_bench,komt_bench   # OPENAI_API_KEY set
@@ -161,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "beside the published numbers (none: the published numbers alone)")
     report.add_argument("--results-dir", default="results", help="where model names are looked up")
     report.add_argument("--out", default="reports/out", help="output folder (default reports/out)")
+    report.add_argument("--update", metavar="README", default=None,
+                        help="instead of writing pages, regenerate the tables between "
+                             "'<!-- kanana-eval:table TABLE-ID [format=markdown] -->' and "
+                             "'<!-- /kanana-eval:table -->' in README; every other byte is kept")
 
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -277,6 +282,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kanana_eval.results_io import resolve_run_arg
 
     run_dirs = [p for value in args.runs for p in resolve_run_arg(value, Path(args.results_dir))]
+    if args.update:
+        from kanana_eval.report.tables import load_run_row
+        from kanana_eval.report.update import update_readme
+
+        updated = update_readme(Path(args.update), [load_run_row(d) for d in run_dirs])
+        print(f"updated {len(updated)} table(s) in {args.update}: {', '.join(updated)}")
+        return 0
     paths = render_report(run_dirs, Path(args.out))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

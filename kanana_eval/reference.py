@@ -3,7 +3,8 @@
 `results/reference/<table-id>.json` stores one README table as printed (schema
 `schemas/reference.v1.schema.json`), so reports can print the published table again byte for
 byte and put a run's numbers beside it without ever re-reading the README. The files are made
-once by `python -m kanana_eval.reference --extract README.md` and then checked in.
+once by `python -m kanana_eval.reference --extract README.md` and then checked in; which tables,
+benchmark ids and scales is `reference_specs.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import jsonschema
 
 from kanana_eval.errors import KananaError
 from kanana_eval.paths import resource_dir
+from kanana_eval.reference_specs import TABLE_SPECS, TableSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "reference.v1.schema.json"
 MARK_CHARS = "*†‡"
@@ -42,7 +44,7 @@ class ReferenceDataError(KananaError):
 class Column:
     header: str
     benchmark: str
-    scale: str  # "percent" | "fraction" | "judge_1_10"
+    scale: str  # "percent" | "fraction" | "judge_1_10" | "wb_score"
 
 
 @dataclass(frozen=True)
@@ -491,84 +493,6 @@ def _footnotes(lines: list[str], first: int) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- extraction
 
-
-@dataclass(frozen=True)
-class TableSpec:
-    """What the README does not say about a table: its id, title, kind and benchmark ids."""
-
-    id: str
-    title: str
-    kind: str
-    path: tuple[str, ...]
-    columns: dict[str, tuple[str, str]]  # header as printed -> (benchmark id, scale)
-    orientation: str = "models_as_rows"
-
-
-_BASE_COLUMNS = {
-    "MMLU": ("mmlu@base", "percent"),
-    "KMMLU": ("kmmlu@base", "percent"),
-    "HAE-RAE": ("haerae@base", "percent"),
-    "HumanEval": ("humaneval@base", "percent"),
-    "MBPP": ("mbpp@base", "percent"),
-    "GSM8K": ("gsm8k@base", "percent"),
-}
-
-# MT-Bench / KoMT-Bench (issue 4) and FunctionChatBench (reference only) get ids now, so the
-# stored reference data never has to be renamed when they start running.
-_INSTRUCT_COLUMNS = {
-    "MT-Bench": ("mt_bench@instruct", "judge_1_10"),
-    "KoMT-Bench": ("komt_bench@instruct", "judge_1_10"),
-    "IFEval": ("ifeval@instruct", "percent"),
-    "HumanEval+": ("humaneval_plus@instruct", "percent"),
-    "MBPP+": ("mbpp_plus@instruct", "percent"),
-    "GSM8K (0-shot)": ("gsm8k@instruct", "percent"),
-    "MATH": ("math@instruct", "percent"),
-    "MMLU (0-shot, CoT)": ("mmlu_cot@instruct", "percent"),
-    "KMMLU (0-shot, CoT)": ("kmmlu_cot@instruct", "percent"),
-    "FunctionChatBench": ("functionchatbench@instruct", "percent"),
-}
-
-# The tables `--extract` writes. Adding a table = adding a spec (and its benchmark ids).
-TABLE_SPECS: tuple[TableSpec, ...] = (
-    TableSpec(
-        id="kanana-1.5-base",
-        title="Kanana 1.5: Base Model Evaluation",
-        kind="base",
-        path=("Kanana 1.5", "Performance", "Base Model Evaluation"),
-        columns=_BASE_COLUMNS,
-    ),
-    TableSpec(
-        id="kanana-1.5-base-open",
-        title="Kanana 1.5: Open-source Base Model Evaluation",
-        kind="base",
-        path=(
-            "Kanana 1.5",
-            "Performance",
-            "Base Model Evaluation",
-            "Open-source Base Model Evaluation",
-        ),
-        columns=_BASE_COLUMNS,
-    ),
-    TableSpec(
-        id="kanana-1.5-instruct",
-        title="Kanana 1.5: Instruct Model Evaluation",
-        kind="instruct",
-        path=("Kanana 1.5", "Performance", "Instruct Model Evaluation"),
-        columns=_INSTRUCT_COLUMNS,
-    ),
-    TableSpec(
-        id="kanana-1.5-instruct-open",
-        title="Kanana 1.5: Open-source Instruct Model Evaluation",
-        kind="instruct",
-        path=(
-            "Kanana 1.5",
-            "Performance",
-            "Instruct Model Evaluation",
-            "Open-source Instruct Model Evaluation",
-        ),
-        columns=_INSTRUCT_COLUMNS,
-    ),
-)
 
 _NAME = re.compile(rf"^(?P<name>[^<]*?)(?P<marks>[{MARK_CHARS}]*)(?P<suffix>\s*\(?<.*)?$", re.S)
 _CELL_TEXT = re.compile(rf"^(?P<display>.*?)(?P<marks>[{MARK_CHARS}]*)$", re.S)

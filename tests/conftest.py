@@ -56,3 +56,24 @@ def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (out / "evalplus" / "MbppPlus").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mbpp_plus, out / "evalplus" / "MbppPlus" / "MbppPlus-v0.2.0.jsonl.gz")
     return out
+
+
+@pytest.fixture
+def judge_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dummy OpenAI key; the default base URL points at a closed local port; no proxies.
+
+    So a judge test can only ever reach the local server it starts, never the real API.
+    """
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def judge_server(judge_env: None):  # noqa: ANN201 - yields the test server object
+    """A real OpenAI-compatible judge server on 127.0.0.1 (tests/openai_judge_server.py)."""
+    from openai_judge_server import JudgeServer
+
+    with JudgeServer() as server:
+        yield server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from openai_judge_server import UNPARSABLE_TEXT, JudgeServer, expected_rating
@@ -24,19 +23,12 @@ from kanana_eval.judge_client import (
 SYSTEM = "You are a helpful assistant."
 
 
-@pytest.fixture(autouse=True)
-def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dummy key; the default base URL points at a closed local port; no proxy for 127.0.0.1."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("judge_env")
 
 
 @pytest.fixture
-def server() -> Iterator[JudgeServer]:
-    with JudgeServer() as srv:
-        yield srv
+def server(judge_server: JudgeServer) -> JudgeServer:
+    return judge_server
 
 
 def request(text: str, attempt: int = 0) -> JudgeRequest:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,19 +24,14 @@ def chat_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Own caches per test (judgments are counted), a dummy key, no route to the real API."""
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, judge_env: None) -> None:
+    """Own caches per test (judgments are counted); judge_env: no route to the real API."""
     monkeypatch.setenv("KANANA_EVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def server() -> Iterator[JudgeServer]:
-    with JudgeServer() as srv:
-        yield srv
+def server(judge_server: JudgeServer) -> JudgeServer:
+    return judge_server
 
 
 def run_args(model: Path, mirror: Path, out: Path, url: str, benchmarks: str = "mt_bench") -> list[str]:

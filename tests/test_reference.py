@@ -21,7 +21,7 @@ from kanana_eval.reference import (
     published_score,
     table_from_parsed,
 )
-from kanana_eval.report.render import render_readme_table
+from kanana_eval.reference_specs import TABLE_SPECS, reference_only_columns
 
 BASE_BENCHMARKS = [
     ("MMLU", "mmlu@base"),
@@ -45,8 +45,23 @@ def _tables() -> dict[str, ReferenceTable]:
     return {t.id: t for t in load_reference_tables()}
 
 
+def test_all_eight_readme_tables_are_stored_in_readme_order():
+    tables = load_reference_tables()
+    assert [(t.id, t.kind) for t in tables] == [
+        ("kanana-1.5-base", "base"),
+        ("kanana-1.5-base-open", "base"),
+        ("kanana-1.5-instruct", "instruct"),
+        ("kanana-1.5-instruct-open", "instruct"),
+        ("kanana-1.0-base", "base"),
+        ("kanana-1.0-instruct-following", "instruct"),
+        ("kanana-1.0-instruct-general", "instruct"),
+        ("kanana-1.0-embedding", "embedding"),
+    ]
+    assert [t.id for t in tables] == [s.id for s in TABLE_SPECS]
+
+
 def test_both_kanana_15_base_tables_are_stored_with_their_columns_and_rows():
-    tables = {k: t for k, t in _tables().items() if t.kind == "base"}
+    tables = {k: t for k, t in _tables().items() if t.kind == "base" and k.startswith("kanana-1.5")}
     assert set(tables) == {"kanana-1.5-base", "kanana-1.5-base-open"}
     for table in tables.values():
         assert [(c.header, c.benchmark) for c in table.columns] == BASE_BENCHMARKS
@@ -96,7 +111,7 @@ def test_published_score_returns_the_cell_of_every_table_holding_the_row():
 
 
 def test_both_kanana_15_instruct_tables_are_stored_with_benchmark_ids_for_every_column():
-    tables = {k: t for k, t in _tables().items() if t.kind == "instruct"}
+    tables = {k: t for k, t in _tables().items() if k.startswith("kanana-1.5-instruct")}
     assert set(tables) == {"kanana-1.5-instruct", "kanana-1.5-instruct-open"}
     for table in tables.values():
         assert [c.benchmark for c in table.columns] == [
@@ -299,29 +314,141 @@ def test_parser_refuses_markup_it_cannot_store(body):
         parse_readme_tables(f"# H\n<table>\n{body}\n</table>\n")
 
 
-def test_every_stored_cell_matches_the_readme(readme_text):
-    parsed = {p.path: p for p in parse_readme_tables(readme_text)}
-    for table in load_reference_tables():
-        source = parsed[table.section.path]
-        assert source.heading == table.section.heading
-        assert table.footnotes == source.footnotes
-        assert [c.inner for c in source.header.cells] == [table.layout.corner] + [
-            c.header for c in table.columns
-        ]
-        assert len(source.rows) == len(table.rows)  # the two 1.5 base tables have no group rows
-        for stored, printed in zip(table.rows, source.rows, strict=True):
-            label = stored.name + "".join(stored.marks) + stored.markup.suffix
-            if stored.markup.strong:
-                label = f"<strong>{label}</strong>"
-            assert printed.cells[0].inner == label
-            assert printed.hidden == stored.hidden
-            assert stored.group is None
-            for cell, printed_cell in zip(stored.cells, printed.cells[1:], strict=True):
-                text = cell.display + "".join(cell.marks)
-                assert printed_cell.inner == (f"<strong>{text}</strong>" if cell.bold else text)
-                assert cell.value == (
-                    float(cell.display) if re.fullmatch(r"\d+\.\d+", cell.display) else None
-                )
+def _printed_grid(readme: str, line: int) -> list[tuple[bool, list[tuple[str, str]]]]:
+    """The README table starting at `line` as (hidden, [(opening tag, inner HTML), ...]) rows.
+
+    Deliberately a second, naive parse (regexes only), independent of kanana_eval's parser.
+    """
+    lines = readme.split("\n")
+    assert lines[line - 1].strip() == "<table>"
+    text = "\n".join(lines[line - 1 :])
+    body = text[: text.index("</table>")]
+    rows, hidden = [], False
+    for match in re.finditer(r"<!--|-->|<tr>(.*?)</tr>", body, re.S):
+        if match.group(0) in ("<!--", "-->"):
+            hidden = match.group(0) == "<!--"
+        else:
+            cells = re.findall(r"(<t[hd][^>]*>)(.*?)</t[hd]>", match.group(1), re.S)
+            rows.append((hidden, cells))
+    return rows
+
+
+def _stored_text(text: str, marks: tuple[str, ...], bold: bool, suffix: str = "") -> str:
+    inner = text + "".join(marks) + suffix
+    return f"<strong>{inner}</strong>" if bold else inner
+
+
+def _stored_grid(table: ReferenceTable) -> list[tuple[bool, list[tuple[str, str]]]]:
+    """What the stored cells say the README prints, row by row, built here from the data."""
+    layout = table.layout
+    labels = [_stored_text(r.name, r.marks, r.markup.strong, r.markup.suffix) for r in table.rows]
+    if layout.orientation == "models_as_columns":  # a hidden model would hide part of each row
+        hidden = any(r.hidden or r.group is not None for r in table.rows)
+        grid = [(hidden, [(layout.header_cell, h) for h in [layout.corner, *labels]])]
+        for i, column in enumerate(table.columns):
+            cells = [_stored_text(r.cells[i].display, r.cells[i].marks, r.cells[i].bold)
+                     for r in table.rows]
+            grid.append((hidden, [(layout.label_cell, column.header)]
+                         + [(layout.value_cell, c) for c in cells]))
+        return grid
+    heads = [layout.corner, *(c.header for c in table.columns)]
+    grid = [(False, [(layout.header_cell, h) for h in heads])]
+    group = None
+    for row, label in zip(table.rows, labels, strict=True):
+        if row.group != group and row.group is not None:
+            grid.append((row.hidden, [(layout.group_cell, row.group)]))
+        group = row.group
+        cells = [_stored_text(c.display, c.marks, c.bold) for c in row.cells]
+        grid.append((row.hidden, [(layout.label_cell, label)] + [(layout.value_cell, c) for c in cells]))
+    return grid
+
+
+def test_every_stored_cell_of_all_eight_tables_matches_the_readme(readme_text):
+    """Value, display, bold, marks, hidden, group and order of every cell, against the README."""
+    lines = readme_text.split("\n")
+    tables = load_reference_tables()
+    assert len(tables) == 8
+    for table in tables:
+        heading_line = max(i for i in range(table.source.line) if lines[i].startswith("#"))
+        assert lines[heading_line] == table.section.heading
+        printed = _printed_grid(readme_text, table.source.line)
+        stored = _stored_grid(table)
+        assert len(printed) == len(stored), table.id
+        for number, (want, got) in enumerate(zip(printed, stored, strict=True)):
+            assert want == got, (table.id, number)
+        for row in table.rows:
+            for cell in row.cells:
+                numeric = re.fullmatch(r"\d+\.\d+", cell.display)
+                assert cell.value == (float(cell.display) if numeric else None), (table.id, row.name)
+        after = lines[heading_line + 1 :]
+        assert all(f in after for f in table.footnotes)
+
+
+def test_the_kanana_10_tables_keep_groups_quirks_and_inconsistencies_as_printed():
+    tables = _tables()
+    base = tables["kanana-1.0-base"]
+    assert [(c.header, c.benchmark) for c in base.columns] == BASE_BENCHMARKS
+    groups = list(dict.fromkeys(r.group for r in base.rows))
+    assert groups == ["27b+ scale", "7b+ scale", "2b+ scale", "70b+ scale"]  # README order
+    # colspan="8" on 6 and 7 benchmark columns alike: stored as printed, not "fixed".
+    assert base.layout.group_cell == '<th colspan="8" height="30px">'
+    following = tables["kanana-1.0-instruct-following"]
+    assert len(following.columns) == 5
+    assert following.layout.group_cell == base.layout.group_cell
+    # Three-decimal judge scores and 0.856-style fractions keep their printed text.
+    flag = following.rows[0]
+    assert [(c.display, c.value, c.bold) for c in flag.cells] == [
+        ("8.356", 8.356, False), ("9.524", 9.524, True), ("8.058", 8.058, True),
+        ("54.14", 54.14, False), ("0.856", 0.856, True)]
+    assert [c.scale for c in following.columns] == [
+        "judge_1_10", "judge_1_10", "judge_1_10", "wb_score", "fraction"]
+    # The best value is not always bold: the 70b+ rows are never bold.
+    qwen72 = next(r for r in tables["kanana-1.0-instruct-general"].rows if r.name == "Qwen2.5-72b")
+    assert qwen72.cells[0].display == "87.14" and not any(c.bold for c in qwen72.cells)
+    # The README is not self-consistent across releases: both numbers are kept.
+    [old] = published_score("Kanana-Essence-9.8b", "haerae@base", [base])
+    [new] = published_score("Kanana-Essence-9.8B", "haerae@base", [tables["kanana-1.5-base"]])
+    assert (old.display, new.display) == ("84.98", "84.97")
+    emb = tables["kanana-1.0-embedding"]
+    assert emb.layout.orientation == "models_as_columns" and emb.layout.corner == "Backbone"
+    assert [c.header for c in emb.columns] == ["English", "Korean", "Avg."]
+    assert [r.name for r in emb.rows][-1] == "Qwen-2.5-1.5b"  # spelled as printed
+
+
+def test_kanana_10_columns_reuse_a_protocol_id_only_for_the_same_measurement():
+    tables = _tables()
+    general = tables["kanana-1.0-instruct-general"]
+    assert [(c.header, c.benchmark) for c in general.columns] == [
+        ("MMLU", "mmlu_cot@instruct"), ("KMMLU", "kmmlu_cot@instruct"),
+        ("HAE-RAE", "haerae@instruct"), ("HumanEval+", "humaneval_plus@instruct"),
+        ("MBPP+", "mbpp_plus@instruct"), ("GSM8K", "gsm8k@instruct"), ("MATH", "math@instruct")]
+    # The evidence: Kanana-Nano-2.1B prints the same numbers under both releases' headers.
+    for benchmark in ("mmlu_cot@instruct", "kmmlu_cot@instruct", "gsm8k@instruct", "math@instruct",
+                      "humaneval_plus@instruct", "mbpp_plus@instruct"):
+        cells = published_score("Kanana-Nano-2.1B", benchmark)
+        assert {c.table_id for c in cells} == {
+            "kanana-1.5-instruct", "kanana-1.5-instruct-open", "kanana-1.0-instruct-general"}
+        assert len({c.display for c in cells}) == 1, benchmark
+    # IFEval: one benchmark, printed as percent in 1.5 and as a fraction in 1.0.
+    ifeval = {c.table_id: (c.display, c.scale) for c in published_score("Kanana-Nano-2.1b",
+                                                                        "ifeval@instruct")}
+    assert ifeval["kanana-1.5-instruct"] == ("71.97", "percent")
+    assert ifeval["kanana-1.0-instruct-following"] == ("0.720", "fraction")
+
+
+def test_reference_only_columns_are_those_no_protocol_runs():
+    tables = _tables()
+    only = {k: [c.header for c in reference_only_columns(t)] for k, t in tables.items()}
+    assert only == {
+        "kanana-1.5-base": [],
+        "kanana-1.5-base-open": [],
+        "kanana-1.5-instruct": ["FunctionChatBench"],
+        "kanana-1.5-instruct-open": ["FunctionChatBench"],
+        "kanana-1.0-base": [],
+        "kanana-1.0-instruct-following": ["LogicKor", "WildBench"],
+        "kanana-1.0-instruct-general": ["HAE-RAE"],
+        "kanana-1.0-embedding": ["English", "Korean", "Avg."],
+    }
 
 
 def test_extract_script_writes_exactly_the_checked_in_files(readme_text, tmp_path):
@@ -346,22 +473,7 @@ def test_extract_script_fails_in_one_line_when_a_table_is_missing(tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-def test_the_format_reproduces_all_eight_readme_tables(readme_text):
-    """The later tables (instruct, Kanana 1.0 scale groups, transposed embedding) fit the format:
-    built with placeholder benchmark ids, each re-renders exactly as printed."""
-    parsed = parse_readme_tables(readme_text)
-    assert len(parsed) == 8
-    for i, table in enumerate(parsed):
-        transposed = table.path[-1] == "Embedding Model Performance"
-        heads = (
-            [r.cells[0].inner for r in table.rows]
-            if transposed
-            else [c.inner for c in table.header.cells[1:]]
-        )
-        columns = {
-            h: (re.sub(r"[^a-z0-9]+", "_", h.lower()).strip("_") + "@x", "percent") for h in heads
-        }
-        orientation = "models_as_columns" if transposed else "models_as_rows"
-        spec = TableSpec(f"t{i}", "t", "base", table.path, columns, orientation)
-        stored = table_from_parsed(table, spec, Source("README.md", "0" * 64, table.line))
-        assert render_readme_table(stored) == table.markup, table.path
+def test_every_readme_table_has_a_spec(readme_text):
+    """A table added to the README fails here until it gets a TableSpec (and is stored)."""
+    paths = [p.path for p in parse_readme_tables(readme_text)]
+    assert paths == [s.path for s in TABLE_SPECS]

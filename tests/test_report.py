@@ -27,10 +27,23 @@ from kanana_eval.report import (
 )
 from kanana_eval.report.formatting import ScaleError, format_delta, format_number
 
-HEADINGS = {
-    "kanana-1.5-base": "\n### Base Model Evaluation\n",
-    "kanana-1.5-base-open": "\n#### Open-source Base Model Evaluation\n",
+HEADINGS = {  # table id -> (release heading, table heading), as the README prints them
+    "kanana-1.5-base": ("\n# Kanana 1.5\n", "\n### Base Model Evaluation\n"),
+    "kanana-1.5-base-open": ("\n# Kanana 1.5\n", "\n#### Open-source Base Model Evaluation\n"),
+    "kanana-1.5-instruct": ("\n# Kanana 1.5\n", "\n### Instruct Model Evaluation\n"),
+    "kanana-1.5-instruct-open": (
+        "\n# Kanana 1.5\n",
+        "\n#### Open-source Instruct Model Evaluation\n",
+    ),
+    "kanana-1.0-base": ("\n# Kanana 1.0\n", "\n### Base Model Evaluation\n"),
+    "kanana-1.0-instruct-following": (
+        "\n# Kanana 1.0\n",
+        "\n#### Instruction-following Benchmarks\n",
+    ),
+    "kanana-1.0-instruct-general": ("\n# Kanana 1.0\n", "\n#### General Benchmarks\n"),
+    "kanana-1.0-embedding": ("\n# Kanana 1.0\n", "\n### Embedding Model Performance\n"),
 }
+JUDGED = {"mt_bench@instruct", "komt_bench@instruct"}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +54,9 @@ def readme_text(shared_data_dir: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _readme_table_markup(text: str, heading: str) -> str:
-    """The exact README substring from <table> to </table> under a Kanana 1.5 heading."""
-    start = text.index(heading, text.index("\n# Kanana 1.5\n"))
+def _readme_table_markup(text: str, release: str, heading: str) -> str:
+    """The exact README substring from <table> to </table> under a heading of one release."""
+    start = text.index(heading, text.index(release))
     begin = text.index("<table>", start)
     return text[begin : text.index("</table>", begin) + len("</table>")]
 
@@ -91,11 +104,11 @@ def write_run(
         "scores": [
             {
                 "benchmark": b,
-                "protocol": "base",
-                "column": headers[b],
+                "protocol": b.split("@")[1],
+                "column": headers.get(b, b.split("@")[0]),
                 "metric": "acc",
                 "value": v,
-                "scale": "fraction",
+                "scale": "judge_1_10" if b in JUDGED else "fraction",
                 "stderr": None,
                 "n": 20,
                 "n_available": 100,
@@ -109,7 +122,7 @@ def write_run(
 
 @pytest.mark.parametrize("table_id", sorted(HEADINGS))
 def test_reference_data_alone_reproduces_the_readme_table_byte_for_byte(readme_text, table_id):
-    expected = _readme_table_markup(readme_text, HEADINGS[table_id])
+    expected = _readme_table_markup(readme_text, *HEADINGS[table_id])
     assert render_readme_table(get_reference_table(table_id)) == expected
 
 
@@ -121,23 +134,49 @@ def _with_cell(table: ReferenceTable, row: int, col: int, display: str) -> Refer
     return dataclasses.replace(table, rows=tuple(rows))
 
 
+def _cell_line(table: ReferenceTable, row: int, col: int) -> int:
+    """Line of a value cell in README markup: <table>, a header row, then one line per cell
+    between <tr> and </tr>; a scale-group row takes 3 lines; transposed tables swap the roles."""
+    if table.layout.orientation == "models_as_columns":
+        width = len(table.rows)
+        return 1 + (width + 3) + (width + 3) * col + 2 + row
+    width = len(table.columns)
+    groups = len({r.group for r in table.rows[: row + 1] if r.group is not None})
+    return 1 + (width + 3) + (width + 3) * row + 3 * groups + 2 + col
+
+
 @pytest.mark.parametrize(
     ("table_id", "row", "col"),
-    [("kanana-1.5-base", 2, 3), ("kanana-1.5-base", 5, 0), ("kanana-1.5-base-open", 4, 5)],
+    [
+        ("kanana-1.5-base", 2, 3),
+        ("kanana-1.5-base", 5, 0),
+        ("kanana-1.5-base-open", 4, 5),
+        ("kanana-1.0-base", 13, 2),
+        ("kanana-1.0-instruct-following", 0, 4),
+        ("kanana-1.0-instruct-general", 17, 6),
+        ("kanana-1.0-embedding", 2, 0),
+    ],
 )
 def test_changing_one_stored_value_changes_exactly_that_cell(table_id, row, col):
     table = get_reference_table(table_id)
+    changed_table = _with_cell(table, row, col, "99.99")
+    old = table.rows[row].cells[col].display
     before = render_readme_table(table).split("\n")
-    after = render_readme_table(_with_cell(table, row, col, "99.99")).split("\n")
+    after = render_readme_table(changed_table).split("\n")
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
-    assert len(changed) == 1
-    # 10 lines before the first row (<table>, <tr>, 7 header cells, </tr>); 9 lines per row
-    assert changed[0] == 10 + 9 * row + 2 + col
-    assert after[changed[0]] == '        <td align="center">99.99</td>'
-    assert (
-        before[changed[0]]
-        == f'        <td align="center">{table.rows[row].cells[col].display}</td>'
-    )
+    assert changed == [_cell_line(table, row, col)]
+    cell = '        <td align="center">{}</td>'
+    text = "<strong>{}</strong>" if table.rows[row].cells[col].bold else "{}"
+    assert before[changed[0]] == cell.format(text.format(old))
+    assert after[changed[0]] == cell.format(text.format("99.99"))
+    md_before = render_markdown_table(table, include_hidden=True).split("\n")
+    md_after = render_markdown_table(changed_table, include_hidden=True).split("\n")
+    md_changed = [i for i, (a, b) in enumerate(zip(md_before, md_after, strict=True)) if a != b]
+    assert len(md_changed) == 1
+    cells_before, cells_after = (md[md_changed[0]].split(" | ") for md in (md_before, md_after))
+    position = (row if table.layout.orientation == "models_as_columns" else col) + 1
+    assert [i for i, (a, b) in enumerate(zip(cells_before, cells_after, strict=True)) if a != b] == [position]
+    assert cells_after[position].strip(" |*") == "99.99"
 
 
 def test_a_run_folder_renders_as_an_extra_row(tmp_path):
@@ -222,7 +261,8 @@ def test_render_report_writes_base_pages_with_runs_footnotes_and_deltas(tmp_path
     page, md = (p.read_text(encoding="utf-8") for p in paths)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "src=" not in page and "href=" not in page and "<link" not in page  # self-contained
-    assert page.count("<table>") == 2 and page.count("</table>") == 2
+    # The three base tables (Kanana 1.5, 1.5 open-source, 1.0) in README markup, then the run's view.
+    assert page.count("<table>") == 3 and page.count('<table class="scores">') == 1
     assert (
         render_readme_table(get_reference_table("kanana-1.5-base")).removesuffix("</table>") in page
     )
@@ -241,7 +281,7 @@ def test_render_report_writes_base_pages_with_runs_footnotes_and_deltas(tmp_path
         md.count(
             "| smollm2-135m (run 20261125T101500Z, smoke)§ | 64.24 | 50.00 | 0.00 |  |  | 3.13 |"
         )
-        == 2
+        == 3
     )
 
 
@@ -390,3 +430,56 @@ def test_group_rows_and_transposed_tables_render_as_printed(tmp_path):
     emb = table_from_parsed(transposed, spec, Source("R", "0" * 64, 20))
     assert render_readme_table(emb) == transposed.markup
     assert render_markdown_table(emb).split("\n")[0] == "| Backbone | Model-A | Model-C |"
+
+
+def test_reference_only_columns_keep_published_numbers_and_leave_a_runs_cell_empty(tmp_path):
+    run = load_run_row(
+        write_run(
+            tmp_path / "run",
+            smoke=False,
+            scores={"mt_bench@instruct": 7.5, "ifeval@instruct": 0.7968},
+            readme_rows=("Kanana-Nano-2.1B",),
+        )
+    )
+    table = get_reference_table("kanana-1.0-instruct-following")
+    published = render_readme_table(table)
+    assert '        <td align="center"><strong>9.524</strong></td>' in published  # LogicKor
+    assert '        <td align="center">54.14</td>' in published  # WildBench
+    view = build_table_view(table, [run], with_deltas=True)
+    run_row, delta = view.rows[-2:]
+    # MT-Bench, LogicKor, KoMT-Bench, WildBench, IFEval (a fraction column keeps 0.856 style)
+    assert [c.display for c in run_row.cells] == ["7.50", "", "", "", "0.797"]
+    assert [c.display for c in delta.cells] == ["+1.10", "", "", "", "+0.077"]
+    assert delta.name == "Δ vs Kanana-Nano-2.1B"
+    assert view.notes[:2] == (
+        "Run 20261125T101500Z has no score for KoMT-Bench: those cells are left empty.",
+        "LogicKor, WildBench: published numbers only, kanana-eval cannot run these benchmarks "
+        "yet; run 20261125T101500Z's cells are left empty.",
+    )
+    html = render_readme_table(table, [run])
+    assert html.removeprefix(published.removesuffix("</table>")) == (
+        "    <tr>\n"
+        "        <td>smollm2-135m (run 20261125T101500Z)</td>\n"
+        '        <td align="center">7.50</td>\n'
+        + '        <td align="center"></td>\n' * 3
+        + '        <td align="center">0.797</td>\n'
+        "    </tr>\n"
+        "</table>"
+    )
+
+
+def test_a_run_in_the_transposed_embedding_table_is_one_more_column_of_empty_cells(tmp_path):
+    run = load_run_row(write_run(tmp_path / "run", smoke=False, scores={"mmlu@base": 0.5}))
+    table = get_reference_table("kanana-1.0-embedding")
+    lines = render_readme_table(table, [run]).split("\n")
+    published = render_readme_table(table).split("\n")
+    assert len(lines) == len(published) + 4  # one more cell in the header and each of 3 rows
+    # header: <table>, <tr>, Backbone + 5 backbones + the run, </tr>; then 9 lines per row
+    assert lines[8] == '        <td align="center">smollm2-135m (run 20261125T101500Z)</td>'
+    assert [lines[i] for i in (17, 26, 35)] == ['        <td align="center"></td>'] * 3
+    assert [lines[i] for i in (16, 25, 34)] == [published[i] for i in (15, 23, 31)]
+    [note] = build_table_view(table, [run]).notes
+    assert note.startswith("English, Korean, Avg.: published numbers only")
+    md = render_markdown_table(table, [run]).split("\n")
+    assert md[0].endswith(" | Qwen-2.5-1.5b | smollm2-135m (run 20261125T101500Z) |")
+    assert md[2] == "| English | 51.56 | 53.28 | **54.00** | 48.77 | 50.60 |  |"

@@ -26,6 +26,7 @@ from kanana_eval.reference import (
     load_reference_tables,
 )
 from kanana_eval.report.formatting import format_number
+from kanana_eval.report.page import run_dashboard
 from kanana_eval.report.tables import (
     DELTA_PREFIX,
     SMOKE_MARK,
@@ -322,6 +323,8 @@ def render_report(
             "delta_prefix": DELTA_PREFIX,
             "sections": _sections(runs, [t for t in chosen if t.kind == kind], all_tables),
             "judge_breakdowns": _judge_breakdowns(run_dirs) if kind == "instruct" else [],
+            "dashboards": [d for d in (run_dashboard(r, [t for t in all_tables if t.kind == kind], kind)
+                                       for r in run_dirs) if not d["empty"]],
         }
         for suffix, template in (("html", "report.html.j2"), ("md", "report.md.j2")):
             path = out_dir / f"{kind}.{suffix}"

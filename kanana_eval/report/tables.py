@@ -3,7 +3,8 @@
 This module decides content (which rows, which text in each cell, which notes) and knows no
 markup; `render.py` prints the result as README HTML or Markdown. Runs are always added as new
 rows, never merged into a published row, and a benchmark a run lacks stays an empty cell with
-a note (never a zero).
+a note (never a zero); columns no protocol runs yet (LogicKor, WildBench, FunctionChatBench, the
+embedding scores) get their own note.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kanana_eval.reference import (
     load_reference_tables,
     published_cells,
 )
+from kanana_eval.reference_specs import reference_only_columns
 from kanana_eval.report.formatting import format_delta, format_number
 from kanana_eval.results_io import schema_validator
 
@@ -196,11 +198,16 @@ def build_table_view(
 def _run_view_row(table: ReferenceTable, run: RunRow) -> tuple[ViewRow, list[str]]:
     cells: list[ViewCell] = []
     missing: list[str] = []
+    unrunnable: list[str] = []
+    reference_only = {c.benchmark for c in reference_only_columns(table)}
     for column in table.columns:
         score = run.score(column.benchmark)
         if score is None or score.value is None:
             cells.append(ViewCell(""))
-            missing.append(column.header)
+            if column.benchmark in reference_only:
+                unrunnable.append(column.header)
+            else:
+                missing.append(column.header)
         else:
             cells.append(
                 ViewCell(format_number(score.value, score.scale_for(column), column.scale))
@@ -215,6 +222,12 @@ def _run_view_row(table: ReferenceTable, run: RunRow) -> tuple[ViewRow, list[str
     if missing:
         notes.append(
             f"Run {run.run_id} has no score for {', '.join(missing)}: those cells are left empty."
+        )
+    if unrunnable:
+        notes.append(
+            f"{', '.join(unrunnable)}: published numbers only, kanana-eval cannot run "
+            f"{'this benchmark' if len(unrunnable) == 1 else 'these benchmarks'} yet; "
+            f"run {run.run_id}'s cells are left empty."
         )
     mark = SMOKE_MARK if run.smoke else ""
     return ViewRow("run", run.label, marks=mark, cells=tuple(cells)), notes
