@@ -23,9 +23,10 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from json_http_server import LocalServer
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -61,7 +62,7 @@ class CompletionsApp:
         self._count = 0
 
     # ------------------------------------------------------------------ routing
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path == "/v1/models":
             return 200, self.models()
@@ -209,7 +210,7 @@ class FailingApp:
         self.requests = 0
         self._lock = threading.Lock()
 
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         with self._lock:
             self.requests += 1
         if self.models_ok and method == "GET" and path.rstrip("/") == "/v1/models":
@@ -217,77 +218,11 @@ class FailingApp:
         return _error(self.status, "the test server fails on purpose")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "kanana-eval-test-openai/1"
-    protocol_version = "HTTP/1.1"  # keep-alive, as aiohttp expects; every reply has a length
-
-    def _reply(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        try:
-            status, payload = self.server.app.handle(method, self.path, body)  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - a server bug is still answered, as a 500
-            status, payload = _error(500, f"{type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._reply("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._reply("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep pytest output clean
-        return
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up mid-reply (lm-eval cancelling its requests) is not a server error."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class CompletionsServer:
+class CompletionsServer(LocalServer):
     """`app` served over HTTP on 127.0.0.1 from a daemon thread; use as a context manager."""
 
     def __init__(self, app: CompletionsApp | FailingApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = app
-        self.httpd = _QuietServer((host, port), _Handler)
-        self.httpd.app = app  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="openai-test-server",
-                                        daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> CompletionsServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> CompletionsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(app, host, port, name="openai-test-server")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,11 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     app = CompletionsApp(args.model_dir, args.name or args.model_dir.name, args.max_model_len)
     server = CompletionsServer(app, port=args.port)
-    print(f"serving {app.name} at {server.base_url}", flush=True)  # read by tests (port 0)
-    try:
-        server.httpd.serve_forever()
-    finally:
-        server.httpd.server_close()
+    server.serve_in_foreground(f"serving {app.name} at {server.base_url}")  # read by tests (port 0)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from json_http_server import LocalServer
 
 Messages = Sequence[dict[str, Any]]
 RatingFn = Callable[[Messages], str]
@@ -259,68 +260,15 @@ class JudgeApp:
         return self.rating_fn(messages)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "kanana-eval-test-judge/1"
-    protocol_version = "HTTP/1.1"  # keep-alive, as the openai client's connection pool expects
-
-    def _reply(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        app: JudgeApp = self.server.app  # type: ignore[attr-defined]
-        try:
-            status, payload, extra = app.handle(method, self.path, headers, body)
-        except Exception as exc:  # noqa: BLE001 - a server bug is still answered, as a 500
-            status, payload, extra = _error(500, f"{type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._reply("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._reply("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep pytest output clean
-        return
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that timed out and hung up before a slow reply is not a server error."""
-        import sys
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class JudgeServer:
+class JudgeServer(LocalServer):
     """A `JudgeApp` served on 127.0.0.1 from a daemon thread; use as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **app_args: Any) -> None:
-        self.app = JudgeApp(**app_args)
-        self.httpd = _QuietServer((host, port), _Handler)
-        self.httpd.app = self.app  # type: ignore[attr-defined]
-        # A short poll interval: `stop()` (httpd.shutdown) waits for it, once per test.
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                        name="judge-test-server", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        super().__init__(JudgeApp(**app_args), host, port, name="judge-test-server")
 
     @property
     def url(self) -> str:
-        """The base URL an OpenAI client takes (`.../v1`)."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.base_url
 
     def stats(self) -> dict[str, Any]:
         return self.app.stats()
@@ -330,22 +278,6 @@ class JudgeServer:
 
     def reset_stats(self) -> None:
         self.app.reset_stats()
-
-    def start(self) -> JudgeServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.app.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> JudgeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -365,11 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unparsable-first", type=int, default=None)
     args = vars(parser.parse_args(argv))
     server = JudgeServer(port=args.pop("port"), **args)
-    print(f"serving judge {server.app.model} at {server.url}", flush=True)  # read by tests (port 0)
-    try:
-        server.httpd.serve_forever()
-    finally:
-        server.httpd.server_close()
+    server.serve_in_foreground(f"serving judge {server.app.model} at {server.url}")
 
 
 if __name__ == "__main__":
