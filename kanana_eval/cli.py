@@ -49,6 +49,15 @@ def _count(minimum: int):  # noqa: ANN202 - an argparse type factory
     return parse
 
 
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return _count(1)(value)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or 'auto')") from None
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="registry key (see `kanana-eval models`), family alias such as "
@@ -66,7 +75,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="model revision (branch, tag or commit); recorded")
     p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                    help="auto = float32 on CPU (fidelity), bfloat16 on GPU")
-    p.add_argument("--batch-size", type=_count(1), default=8, help="requests per forward pass (default 8)")
+    p.add_argument("--batch-size", type=_batch_size, default="auto",
+                   help="rows per forward pass, or auto (default): the transformers backend sizes "
+                        "each batch from free memory and sequence length, so a run is never killed "
+                        "for memory; vLLM schedules its own batches")
+    p.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
+                   help="transformers backend: score every log-likelihood request on its full "
+                        "context instead of computing a shared few-shot prefix once and reusing its "
+                        "KV cache (answers agree to 1e-4; recorded in the manifest)")
     p.add_argument("--limit", type=_count(1), default=None,
                    help="N items per README column, spread over its subtasks in proportion to their "
                         "size (largest remainder); results are marked as a smoke run")

@@ -30,7 +30,7 @@ class EngineConfig:
     model: str  # local folder or hub id (for openai: the served model name)
     revision: str | None = None
     dtype: str = "auto"
-    batch_size: int = 8
+    batch_size: int | str = "auto"  # "auto": from free memory and sequence length (hf), vLLM's own
     device: str | None = None
     base_url: str | None = None
     tokenizer: str | None = None
@@ -41,6 +41,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     seed: int = 1234
     num_concurrent: int = 4
+    prefix_cache: bool = True  # hf: shared log-likelihood prefixes computed once (vLLM: its own)
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +91,7 @@ def hf_model_args(cfg: EngineConfig) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "device": cfg.device or resolve_device("hf"),
         "trust_remote_code": False,
+        "prefix_cache": cfg.prefix_cache,
     }
     if cfg.revision:
         args["revision"] = cfg.revision
@@ -107,7 +109,7 @@ def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
     args: dict[str, Any] = {
         "pretrained": cfg.model,
         "dtype": cfg.dtype,
-        "batch_size": "auto",
+        "batch_size": "auto",  # vLLM schedules its own batches; a number here only chunks requests
         "tensor_parallel_size": cfg.tensor_parallel_size,
         "data_parallel_size": cfg.data_parallel_size,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
@@ -275,10 +277,10 @@ def build_lm(cfg: EngineConfig) -> Any:
     if cfg.backend != "openai":  # the openai branch asks the server itself, below
         preflight(cfg)
     if cfg.backend == "hf":
-        from lm_eval.models.huggingface import HFLM
+        from kanana_eval.hf_fast import FastHFLM
 
         try:
-            return HFLM(**hf_model_args(cfg))
+            return FastHFLM(**hf_model_args(cfg))
         except OSError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc

@@ -98,12 +98,25 @@ def _item(spec: BenchmarkSpec, data: JudgeBenchData, answer: TurnAnswer) -> dict
                         "temperature": answer.temperature}}
 
 
+def first_turn_requests(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
+                        system_prompt: str | None, cache_path: Path | None) -> list[Any]:
+    """Turn-1 requests of the planned questions not answered yet (they can join an earlier pass)."""
+    from kanana_eval.judge_answers import first_turn_requests as pending
+
+    return pending(lm, planned_questions(data, plan), generation_settings(spec, system_prompt),
+                   cache_path=cache_path)
+
+
 def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
-                 system_prompt: str | None, cache_path: Path | None, seed: int) -> list[dict[str, Any]]:
-    """Both turns of the planned questions, answered by `lm`; items not judged yet."""
+                 system_prompt: str | None, cache_path: Path | None, seed: int,
+                 ready: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Both turns of the planned questions, answered by `lm`; items not judged yet.
+
+    `ready`: answers an earlier pass already made (`first_turn_requests` joined to it).
+    """
     questions = planned_questions(data, plan)
     settings = generation_settings(spec, system_prompt)
-    answers = generate_answers(lm, questions, settings, cache_path=cache_path, seed=seed)
+    answers = generate_answers(lm, questions, settings, cache_path=cache_path, seed=seed, ready=ready)
     return [_item(spec, data, a) for a in answers]
 
 

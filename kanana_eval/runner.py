@@ -31,6 +31,7 @@ from kanana_eval.engine import (
     resolve_dtype,
 )
 from kanana_eval.errors import ConfigError
+from kanana_eval.generation_stage import joined
 from kanana_eval.hashing import file_sha256
 from kanana_eval.limits import spread_limit
 from kanana_eval.lmeval_tasks import BuiltTask, build_tasks
@@ -56,7 +57,7 @@ class RunConfig:
     tokenizer: str | None = None
     revision: str | None = None
     dtype: str = "auto"
-    batch_size: int = 8
+    batch_size: int | str = "auto"
     limit: int | None = None
     data_dir: str | None = None
     output_dir: str = "results"
@@ -74,6 +75,7 @@ class RunConfig:
     judge_base_url: str | None = None
     judge_concurrency: int = 8
     komt_language_penalty: bool = False
+    prefix_cache: bool = True
 
     def judge_options(self) -> Any:
         from kanana_eval.judge_client import JudgeConfig
@@ -175,8 +177,11 @@ def _data_record(spec: BenchmarkSpec, tasks: list[BuiltTask], data_dir: Path | N
 
 def _request_cache_path(resolved: ResolvedModel, engine: EngineConfig) -> Path:
     # Everything that can change an answer: weights, engine, numerics, context handling.
-    key = json.dumps([resolved.fingerprint, engine.backend, engine.dtype, engine.rope_scaling,
-                      engine.max_model_len, engine.tokenizer])
+    key = [resolved.fingerprint, engine.backend, engine.dtype, engine.rope_scaling,
+           engine.max_model_len, engine.tokenizer]
+    if not engine.prefix_cache:  # the plain path is a check of the reuse path: never read its answers
+        key.append("no-prefix-cache")
+    key = json.dumps(key)
     return cache_dir() / "requests" / hashlib.sha256(key.encode()).hexdigest()[:16] / "lm"
 
 
@@ -222,6 +227,7 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
         tokenizer=config.tokenizer, rope_scaling=rope, max_model_len=config.max_model_len,
         tensor_parallel_size=config.tensor_parallel_size, data_parallel_size=config.data_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
+        prefix_cache=config.prefix_cache,
     )
     preflight(engine)
     timings["resolve_model_s"] = time.time() - t
@@ -248,17 +254,27 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
 
     cache_path = _request_cache_path(resolved, engine) if config.use_cache else None
     t = time.time()
-    items = collect_items(lm, lm_specs, built, plan, seed=config.seed, cache_path=cache_path,
-                          workers=config.execution_workers, timings=timings, data_dir=data_dir)
+    # Stage 1: every request that needs no earlier answer, MT-Bench's first turns included,
+    # in one generation pass; stage 2: the second turns.
+    first_turns = [request for spec in judged for request in judge_stage.first_turn_requests(
+        lm, spec, judge_data[spec.id], plan[spec.id],
+        system_prompt=load_protocol(spec.protocol).system_prompt, cache_path=cache_path)]
+    with joined(lm, first_turns) as stage_one:
+        items = collect_items(lm, lm_specs, built, plan, seed=config.seed, cache_path=cache_path,
+                              workers=config.execution_workers, timings=timings, data_dir=data_dir)
     judges: dict[str, dict[str, Any]] = {}
     for spec in judged:
         items[spec.id] = judge_stage.answer_items(
             lm, spec, judge_data[spec.id], plan[spec.id],
             system_prompt=load_protocol(spec.protocol).system_prompt, cache_path=cache_path,
-            seed=config.seed)
+            seed=config.seed, ready=stage_one.outputs)
         flag_truncation(lm, [spec], items)
     timings["inference_and_scoring_s"] = time.time() - t
     engine_record["chat_template"] = chat_template_record(lm, specs)
+    engine_record["generation_stages"] = {"first_turns_joined": len(stage_one.outputs),
+                                          "first_turns_separate": len(first_turns) - len(stage_one.outputs)}
+    if hasattr(lm, "speed_record"):  # how requests were computed: prefix reuse, batching, stopping
+        engine_record["speed"] = lm.speed_record()
     if judged and config.judge:
         t = time.time()
         for spec in judged:

@@ -1,4 +1,4 @@
-"""`python -m kanana_eval.bench`: the report's shape, its token counts and the answer check.
+"""`python -m kanana_eval.bench`: the report's shape, its token counts, the agreement checks, the history.
 
 Timings are never asserted (they are what the bench prints, measured against a reference in
 the same run); the tiny random Llama keeps the end-to-end run short.
@@ -12,7 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from kanana_eval.bench import BenchError, MMLUWorkload, TokenCounter, distinct_prefix_tokens, main
+from kanana_eval.bench import (
+    JSON_SCHEMA,
+    BenchError,
+    MMLUWorkload,
+    PhaseLog,
+    TokenCounter,
+    append_history,
+    build_parser,
+    distinct_prefix_tokens,
+    history_path,
+    main,
+    project_protocol,
+)
 
 
 def test_distinct_prefix_tokens_counts_each_shared_prefix_once() -> None:
@@ -43,6 +55,48 @@ def test_token_counter_skips_right_padding_and_uses_the_mask() -> None:
     assert counter.forwards == 3
 
 
+def test_phase_log_reads_the_peak_of_each_phase() -> None:
+    log = PhaseLog()
+    with log.phase("allocate"):
+        block = b"\x01" * (96 * 1024 * 1024)  # written, so resident
+        del block
+    with log.phase("idle"):
+        pass
+    allocate, idle = log.phases
+    assert [allocate["phase"], idle["phase"]] == ["allocate", "idle"]
+    assert allocate["peak_source"] in ("VmHWM", "ru_maxrss")
+    if allocate["peak_source"] == "VmHWM":  # reset per phase: the second phase forgets the first's peak
+        assert allocate["peak_rss_mib"] >= allocate["rss_start_mib"] + 90
+        assert idle["peak_rss_mib"] < allocate["peak_rss_mib"] - 50
+
+
+def test_projection_derives_request_counts_from_the_protocol() -> None:
+    proj = project_protocol(10.0, 2.0)
+    assert proj["kind"] == "projection"
+    rows = {r["benchmark"]: r for r in proj["benchmarks"]}
+    assert list(rows) == ["mmlu@base", "kmmlu@base", "haerae@base", "humaneval@base", "mbpp@base",
+                          "gsm8k@base"]
+    # log-likelihood: items x lm-eval's doc_to_choice
+    assert (rows["mmlu@base"]["items"], rows["mmlu@base"]["requests"]) == (14_042, 56_168)
+    assert (rows["kmmlu@base"]["items"], rows["kmmlu@base"]["requests"]) == (35_030, 140_120)
+    assert (rows["haerae@base"]["items"], rows["haerae@base"]["requests"]) == (1_091, 5_455)
+    assert rows["mmlu@base"]["subtasks"] == 57 and rows["kmmlu@base"]["subtasks"] == 45
+    # generation: one request per item
+    assert [rows[b]["requests"] for b in ("humaneval@base", "mbpp@base", "gsm8k@base")] == [164, 500, 1_319]
+    assert rows["mmlu@base"]["projected_s"] == pytest.approx(56_168 / 10.0)
+    assert rows["gsm8k@base"]["projected_s"] == pytest.approx(1_319 * 2.0)
+    assert proj["total_s"] == pytest.approx(sum(r["projected_s"] for r in rows.values()))
+    assert project_protocol(10.0, None)["total_s"] is None  # no generation rate: no full total
+
+
+def test_history_appends_one_line_per_invocation(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "bench.jsonl"
+    append_history(path, {"schema": JSON_SCHEMA, "n": 1})
+    append_history(path, {"schema": JSON_SCHEMA, "n": 2, "text": "정답"})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["n"] for line in lines] == [1, 2]
+
+
 def test_too_few_documents_is_a_one_line_error(offline_mirror: Path) -> None:
     with pytest.raises(BenchError, match="fewer than --questions-per-subject"):
         MMLUWorkload(offline_mirror, ["astronomy"], 100_000)
@@ -51,24 +105,65 @@ def test_too_few_documents_is_a_one_line_error(offline_mirror: Path) -> None:
 def test_bench_end_to_end_on_tiny_llama(tiny_llama: Path, offline_mirror: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
+    history = tmp_path / "history" / "bench.jsonl"
     code = main(["--data-dir", str(offline_mirror), "--model-folder", str(tiny_llama),
                  "--subjects", "1", "--questions-per-subject", "2", "--batch-size", "4",
-                 "--throughput-seconds", "0.2", "--json", str(out)])
+                 "--humaneval-prompts", "2", "--max-gen-toks", "12", "--throughput-seconds", "0.1",
+                 "--json", str(out), "--history", str(history)])
     printed = capsys.readouterr().out
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["schema"] == "kanana-bench/1"
-    assert report["answers_agree"] is True
-    (row,) = report["workloads"]
-    assert row["detail"]["subjects"] == ["high_school_geography"]
-    assert row["items"] == 2 and row["disagreements"] == []
-    assert row["max_abs_ll_diff"] is not None and row["max_abs_ll_diff"] < 1e-4
-    # MMLU letters are one token, so lm-eval runs one forward row per question
-    assert 0 < row["needed_tokens"] <= row["tokens_fed"] <= row["positions_computed"]
-    assert row["ours_tokens_fed"] == row["tokens_fed"]  # ours is lm-eval's path, for now
-    assert row["typical_length"] == round(row["tokens_fed"] / 2)
-    for key in ("ours_s", "plain_s", "throughput_tok_s", "bound_s", "needed_bound_s"):
-        assert row[key] > 0, key
-    assert row["ours_over_plain"] == pytest.approx(row["ours_s"] / row["plain_s"])
-    assert row["bound_s"] == pytest.approx(row["tokens_fed"] / row["throughput_tok_s"])
-    assert "mmlu-5shot 1x2" in printed and "✓" in printed and "summary:" in printed
+    (line,) = history.read_text(encoding="utf-8").splitlines()
+    assert json.loads(line) == report  # the history line is the whole report
+    assert report["schema"] == JSON_SCHEMA == "kanana-bench/2"
+    assert {"started_at", "git", "model", "config", "machine", "versions", "engine", "total_s",
+            "loglikelihood", "generation", "memory", "projection", "targets", "answers_agree",
+            "outputs_identical", "ok"} <= set(report)
+    assert report["ok"] is True and report["answers_agree"] is True and report["outputs_identical"] is True
+    assert {"cpu_count", "torch_threads", "load_avg_start", "load_avg_end"} <= set(report["machine"])
+    assert report["versions"]["lm_eval"] and report["config"]["batch_size"] == 4
+
+    ll = report["loglikelihood"]
+    assert ll["workload"]["subjects"] == ["high_school_geography"]
+    assert ll["items"] == 2 and ll["requests"] == 8 and ll["disagreements"] == []
+    assert set(ll["sides"]) == {"plain", "reuse", "no_reuse"}
+    assert all(d is not None and d < 1e-4 for d in ll["max_abs_ll_diff"].values())
+    plain, reuse, no_reuse = (ll["sides"][s] for s in ("plain", "reuse", "no_reuse"))
+    # MMLU letters are one token: every side feeds one row per question; reuse feeds the 5-shot
+    # prefix once, and nothing can feed fewer than the distinct prefixes
+    assert no_reuse["tokens_fed"] == plain["tokens_fed"]
+    assert 0 < ll["needed_tokens"] <= reuse["tokens_fed"] < plain["tokens_fed"] <= plain["positions_computed"]
+    assert ll["typical_length"] == round(plain["tokens_fed"] / 2)
+    for side in (plain, reuse, no_reuse):
+        assert side["seconds"] > 0 and side["requests"] == 8 and side["peak_rss_mib"] > 0
+    assert ll["ours_over_plain"] == pytest.approx(reuse["seconds"] / plain["seconds"])
+    assert ll["plain_bound_s"] == pytest.approx(plain["tokens_fed"] / ll["forward_rate_tok_s"])
+    assert ll["reuse_bound_s"] == pytest.approx(ll["needed_tokens"] / ll["forward_rate_last_logits_tok_s"])
+
+    gen = report["generation"]
+    assert gen["workload"]["task_ids"] == ["HumanEval/0", "HumanEval/1"]
+    assert gen["workload"]["max_gen_toks"] == 12 and "\ndef" in gen["workload"]["until"]
+    assert gen["outputs_identical"] is True and gen["mismatched"] == [] and gen["identical_prompts"] == 2
+    assert {s: gen["sides"][s]["batch_size"] for s in gen["sides"]} == {
+        "ours_batched": 4, "ours_b1": 1, "plain_b1": 1}
+    assert gen["speedup"] == pytest.approx(gen["sides"]["ours_b1"]["seconds"]
+                                           / gen["sides"]["ours_batched"]["seconds"])
+
+    assert set(report["targets"]) == {"ours_over_plain", "ours_over_reuse_bound", "generation_speedup"}
+    assert all(isinstance(t["pass"], bool) for t in report["targets"].values())
+    phases = [p["phase"] for p in report["memory"]["phases"]]
+    assert phases[:2] == ["data", "model load (ours and plain)"]
+    assert "mmlu ours, prefix reuse" in phases and "humaneval plain lm-eval, batch 1" in phases
+    assert report["projection"]["kind"] == "projection" and report["projection"]["total_s"] > 0
+
+    for text in ("mmlu-5shot 1x2", "compute bound, reuse path", "ours, no reuse", "ours, batch 4",
+                 "plain lm-eval, batch 1", "byte-identical", "PROJECTION", "peak resident memory",
+                 "summary:", "appended to"):
+        assert text in printed, text
+
+
+def test_history_option_defaults_to_results_bench_and_can_be_turned_off() -> None:
+    parser = build_parser()
+    assert history_path(parser.parse_args(["--data-dir", "m"])) == Path("results/bench/bench.jsonl")
+    assert history_path(parser.parse_args(["--data-dir", "m", "--history", "h.jsonl"])) == Path("h.jsonl")
+    assert history_path(parser.parse_args(["--data-dir", "m", "--no-history"])) is None

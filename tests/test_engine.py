@@ -46,7 +46,25 @@ def test_hf_args_carry_revision_dtype_batch_and_yarn():
     args = hf_model_args(cfg)
     assert args == {"pretrained": "kakaocorp/kanana-1.5-8b-base", "dtype": "bfloat16",
                     "batch_size": 16, "device": "cuda", "trust_remote_code": False,
-                    "revision": "abc123", "rope_scaling": YARN, "max_length": 131072}
+                    "prefix_cache": True, "revision": "abc123", "rope_scaling": YARN,
+                    "max_length": 131072}
+
+
+def test_hf_args_default_to_memory_batching_and_take_no_prefix_cache():
+    args = hf_model_args(EngineConfig(backend="hf", model="m", device="cpu", prefix_cache=False))
+    assert args["batch_size"] == "auto" and args["prefix_cache"] is False
+    assert args["dtype"] == "auto" and "rope_scaling" not in args
+
+
+def test_hf_engine_is_the_fast_hflm_and_records_how_it_computes(tiny_llama):
+    from kanana_eval.hf_fast import FastHFLM
+
+    lm = build_lm(EngineConfig(backend="hf", model=str(tiny_llama), dtype="float32", device="cpu",
+                               prefix_cache=False))
+    assert isinstance(lm, FastHFLM)
+    record = lm.speed_record()
+    assert record["prefix_cache"] is False
+    assert record["batching"]["mode"] == "memory"
 
 
 @pytest.mark.parametrize("tp,dp,mem,mml,yarn", [(1, 1, 0.9, None, False), (4, 2, 0.8, 131072, True)])

@@ -107,6 +107,27 @@ def test_run_answers_two_turns_and_scores_them_with_the_judge(chat_llama, offlin
     assert [i["output"] for i in again] == [i["output"] for i in items]
 
 
+def test_first_turns_join_the_protocols_first_generation_pass(chat_llama, offline_mirror, tmp_path, server):
+    """MT-Bench turn 1 needs no earlier answer: it is generated with GSM8K, not in a pass of its own."""
+    joined_out, alone_out = tmp_path / "joined", tmp_path / "alone"
+    assert main(run_args(chat_llama, offline_mirror, joined_out, server.url, "gsm8k,mt_bench")
+                + ["--no-cache"]) == 0
+    manifest, _ = load_run(only_run(joined_out))
+    assert manifest["engine"]["generation_stages"] == {"first_turns_joined": LIMIT,
+                                                       "first_turns_separate": 0}
+    assert manifest["engine"]["speed"]["generation"]["prompts"] >= 2 * LIMIT
+    assert main(run_args(chat_llama, offline_mirror, alone_out, server.url) + ["--no-cache"]) == 0
+    alone_manifest, _ = load_run(only_run(alone_out))
+    assert alone_manifest["engine"]["generation_stages"]["first_turns_joined"] == 0
+
+    def greedy_answers(out: Path) -> dict[tuple[str, int], str]:
+        items = read_jsonl(only_run(out) / "items" / "mt_bench@instruct.jsonl", kind="item")
+        return {(i["item_id"], i["turn"]): i["output"] for i in items if i["details"]["temperature"] == 0}
+
+    # Greedy answers do not depend on which pass computed them.
+    assert greedy_answers(joined_out) == greedy_answers(alone_out) != {}
+
+
 def test_judge_command_rejudges_stored_answers_and_exports_fastchat_files(
         chat_llama, offline_mirror, tmp_path, server, capsys):
     out = tmp_path / "results"

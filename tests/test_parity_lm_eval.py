@@ -115,7 +115,10 @@ def test_mmlu_loglikelihoods_choices_and_acc_match_plain_lm_eval(
         plain_lls = [float(resp[0][0]) for resp in sample["resps"]]
         assert len(item["loglikelihoods"]) == len(plain_lls) == 4
         for ours_ll, plain_ll in zip(item["loglikelihoods"], plain_lls, strict=True):
-            assert math.isclose(ours_ll, plain_ll, rel_tol=0.0, abs_tol=1e-6), (item["item_id"], ours_ll, plain_ll)
+            # The few-shot prefix is computed once and reused (KV cache): the same sums in another
+            # order, so log-likelihoods agree to 1e-4 in fp32 (the bound the speed issue sets) and
+            # the chosen answer and its score below must be identical.
+            assert math.isclose(ours_ll, plain_ll, rel_tol=0.0, abs_tol=1e-4), (item["item_id"], ours_ll, plain_ll)
         plain_best = max(range(4), key=lambda i: (plain_lls[i], -i))  # first maximum, as np.argmax
         assert item["output"] == item["choices"][plain_best].strip()
         assert item["score"] == float(sample["acc"])
