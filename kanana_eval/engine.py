@@ -260,6 +260,9 @@ def preflight(cfg: EngineConfig) -> None:
         raise EngineError("the hf backend needs `accelerate`: pip install accelerate")
     if cfg.backend == "vllm" and not vllm_installed():
         raise EngineError("--backend vllm needs vLLM on a GPU machine: pip install 'kanana-eval[vllm]'")
+    if cfg.backend == "vllm" and cfg.data_parallel_size > 1 and importlib.util.find_spec("ray") is None:
+        raise EngineError("--data-parallel-size > 1 needs Ray (lm-eval runs one vLLM replica per Ray "
+                          "actor): pip install 'kanana-eval[vllm]'")
     if cfg.backend == "openai":
         _require_api_packages()
         served_model_info(check_endpoint(openai_model_args(cfg)["base_url"]), cfg.model)

@@ -67,7 +67,9 @@ def test_hf_engine_is_the_fast_hflm_and_records_how_it_computes(tiny_llama):
     assert record["batching"]["mode"] == "memory"
 
 
-@pytest.mark.parametrize("tp,dp,mem,mml,yarn", [(1, 1, 0.9, None, False), (4, 2, 0.8, 131072, True)])
+@pytest.mark.parametrize("tp,dp,mem,mml,yarn", [
+    (tp, dp, mem, mml, yarn) for tp in (1, 4) for dp in (1, 2) for mem in (0.9, 0.8)
+    for mml, yarn in ((None, False), (32768, False), (131072, True))])
 def test_vllm_args_for_each_flag_combination(tp, dp, mem, mml, yarn):
     cfg = EngineConfig(backend="vllm", model="kakaocorp/kanana-1.5-8b-base", dtype="bfloat16",
                        tensor_parallel_size=tp, data_parallel_size=dp, gpu_memory_utilization=mem,
@@ -97,3 +99,40 @@ def test_openai_args_and_unreachable_endpoint():
         port = s.getsockname()[1]
     with pytest.raises(EngineError, match="cannot reach the endpoint"):
         check_endpoint(f"http://127.0.0.1:{port}/v1/completions", timeout=2)
+
+
+def _lm_eval_vllm_parameters() -> set[str]:
+    """Named parameters of lm-eval's VLLM.__init__, read from its source (vLLM is not installed here)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval.models.vllm_causallms")
+    assert spec is not None and spec.origin is not None
+    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "VLLM"]
+    (init,) = [n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+    return {a.arg for a in init.args.args + init.args.kwonlyargs}
+
+
+def test_vllm_args_are_lm_eval_parameters_or_vllm_engine_arguments():
+    """lm-eval names most arguments; the rest go through **kwargs into vllm.LLM(**model_args)."""
+    cfg = EngineConfig(backend="vllm", model="m", revision="r", tokenizer="t", dtype="bfloat16",
+                       tensor_parallel_size=2, data_parallel_size=2, max_model_len=131072,
+                       rope_scaling=YARN)
+    named = _lm_eval_vllm_parameters()
+    engine_args = {"enable_prefix_caching", "hf_overrides", "gpu_memory_utilization"}  # vllm EngineArgs
+    assert set(vllm_model_args(cfg)) <= named | engine_args
+    assert {"tensor_parallel_size", "data_parallel_size", "max_model_len", "seed"} <= named
+
+
+def test_vllm_data_parallel_needs_ray(monkeypatch):
+    import importlib.util
+
+    import kanana_eval.engine as engine
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(engine, "vllm_installed", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=1))
+    with pytest.raises(EngineError, match="needs Ray"):
+        engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=2))
