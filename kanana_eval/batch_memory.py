@@ -9,7 +9,8 @@ memory that is free now (the cgroup limit included), with a safety margin for th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from typing import Any
 DEFAULT_SAFETY = 0.5
 CPU_MAX_BATCH = 16  # beyond this a CPU forward gains little and a decoding step only waits longer
 GPU_MAX_BATCH = 64
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 @dataclass(frozen=True)
@@ -73,24 +76,67 @@ def row_bytes(shape: ModelShape, *, cached_tokens: int, new_tokens: int, kept_lo
     return kv + act + logits
 
 
-def _cgroup_available() -> int | None:
-    """Bytes left under a cgroup v2 (or v1) memory limit, if the process runs under one."""
-    for limit_file, usage_file in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        limit_path = Path("/sys/fs/cgroup") / limit_file
-        usage_path = Path("/sys/fs/cgroup") / usage_file
-        try:
-            raw = limit_path.read_text().strip()
-            usage = int(usage_path.read_text().strip())
-        except (OSError, ValueError):
+def _own_cgroup(proc_cgroup: Path, controller: str | None) -> str:
+    """The process's cgroup path from /proc/self/cgroup: the v2 line (`0::/path`) when
+    `controller` is None, else the v1 line naming that controller; "/" when absent."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return "/"
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
             continue
-        if raw == "max" or not raw.isdigit() or int(raw) >= 1 << 60:
-            return None
-        return max(0, int(raw) - usage)
-    return None
+        hierarchy, controllers, path = parts
+        if controller is None and hierarchy == "0" and controllers == "":
+            return path or "/"
+        if controller is not None and controller in controllers.split(","):
+            return path or "/"
+    return "/"
 
 
-def available_bytes(device: str) -> int:
+def _headroom(folder: Path, limit_file: str, usage_file: str) -> int | None:
+    """limit - usage in one cgroup folder; None when it sets no limit (or cannot be read)."""
+    try:
+        raw = (folder / limit_file).read_text().strip()
+        usage = int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not raw.isdigit() or int(raw) >= 1 << 60:  # v2 "max"; v1 writes "unlimited" as ~2**63
+        return None
+    return max(0, int(raw) - usage)
+
+
+def cgroup_available(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int | None:
+    """Bytes left under the tightest cgroup v2 (or v1) memory limit over the process, if any.
+
+    The limit can sit on the process's own cgroup or on any parent (a container, a systemd
+    slice), so the process's cgroup is found in `proc_cgroup` and every level from it up to
+    `root` is read; the smallest headroom wins. `root` is where the cgroup filesystem is
+    mounted; both are parameters so tests can hand them a folder.
+    """
+    best: int | None = None
+    for subdir, controller, limit_file, usage_file in (
+            ("", None, "memory.max", "memory.current"),
+            ("memory", "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")):
+        base = root / subdir if subdir else root
+        if not base.is_dir():
+            continue
+        own = _own_cgroup(proc_cgroup, controller).strip("/")
+        folders = [base]
+        if own:
+            parts = own.split("/")
+            folders += [base.joinpath(*parts[:n]) for n in range(1, len(parts) + 1)]
+        for folder in folders:
+            room = _headroom(folder, limit_file, usage_file)
+            if room is not None:
+                best = room if best is None else min(best, room)
+        if best is not None:
+            return best
+    return best
+
+
+def available_bytes(device: str, *, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
     """Memory a new allocation can use now: CUDA's free memory, or the host's (cgroup-aware)."""
     if device.startswith("cuda"):
         import torch
@@ -101,11 +147,12 @@ def available_bytes(device: str) -> int:
     import psutil
 
     free = int(psutil.virtual_memory().available)
-    limited = _cgroup_available()
+    limited = cgroup_available(cgroup_root, proc_cgroup)
     return min(free, limited) if limited is not None else free
 
 
 def max_batch_for(device: str) -> int:
+    """The largest batch worth running on the device, whatever memory allows."""
     return GPU_MAX_BATCH if device.startswith("cuda") else CPU_MAX_BATCH
 
 
@@ -121,7 +168,9 @@ def fit_batch(per_row: int, free: int, *, cap: int, fixed: int = 0, safety: floa
 class BatchPlanner:
     """Chooses batch sizes for one engine: a fixed size when the user gave one, else from memory.
 
-    `chosen` remembers every decision (kind, rows, tokens) so the manifest can show them.
+    `chosen` remembers, per kind of request, the smallest and largest batch chosen and how many
+    decisions were made, so the manifest can show them. `free_memory` is how free memory is
+    measured (a parameter so tests can give a fixed amount).
     """
 
     shape: ModelShape
@@ -130,6 +179,7 @@ class BatchPlanner:
     fixed_size: int | None = None
     cap: int | None = None
     safety: float = DEFAULT_SAFETY
+    free_memory: Callable[[str], int] = field(default=available_bytes, repr=False)
 
     def __post_init__(self) -> None:
         self.chosen: dict[str, dict[str, int]] = {}
@@ -140,7 +190,7 @@ class BatchPlanner:
             return self.fixed_size
         per_row = row_bytes(self.shape, cached_tokens=cached_tokens, new_tokens=new_tokens,
                             kept_logits=kept_logits, dtype_bytes=self.dtype_bytes)
-        size = fit_batch(per_row, available_bytes(self.device), fixed=fixed,
+        size = fit_batch(per_row, self.free_memory(self.device), fixed=fixed,
                          cap=self.cap or max_batch_for(self.device), safety=self.safety)
         record = self.chosen.setdefault(kind, {"min": size, "max": size, "decisions": 0})
         record["min"], record["max"] = min(record["min"], size), max(record["max"], size)

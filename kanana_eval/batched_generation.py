@@ -71,6 +71,8 @@ class Sampling:
             return default if value is None else value
 
         do_sample = bool(pick("do_sample", False))
+        if not do_sample:  # greedy ignores the warpers' settings: every greedy request shares a batch
+            return cls()
         return cls(do_sample=do_sample, temperature=float(pick("temperature", 1.0)),
                    top_k=pick("top_k", 50), top_p=float(pick("top_p", 1.0)), min_p=pick("min_p", None))
 

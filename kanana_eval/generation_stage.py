@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+_ABSENT = object()  # "no instance attribute" (None could be a real one)
+
 
 @dataclass
 class JoinedRequests:
@@ -55,8 +57,14 @@ def joined(lm: Any, requests: Sequence[Any]) -> Iterator[JoinedRequests]:
             state.outputs[hash_args("generate_until", request.args)] = output
         return outputs[:len(reqs)]
 
+    # An instance attribute may already stand in front of the class's method (an outer `joined`,
+    # a wrapper): put back exactly what was there.
+    shadowed = vars(lm).get("generate_until", _ABSENT) if hasattr(lm, "__dict__") else _ABSENT
     lm.generate_until = generate_until
     try:
         yield state
     finally:
-        del lm.generate_until  # the class's method again
+        if shadowed is _ABSENT:
+            del lm.generate_until  # the class's method again
+        else:
+            lm.generate_until = shadowed

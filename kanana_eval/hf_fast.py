@@ -87,10 +87,9 @@ class ModelRunner:
         logits = out.logits
         if keep and not self.keeps_logits:
             logits = logits[:, -keep:, :]
-        new_cache = getattr(out, "cache", None)
-        if new_cache is None:
-            new_cache = getattr(out, "past_key_values", None)
-        return logits, new_cache
+        # Read the output under the name this transformers version uses: asking a 5.x output for
+        # `past_key_values` logs a deprecation warning (with use_cache=False the cache is None).
+        return logits, getattr(out, self.cache_arg, None)
 
     # ------------------------------------------------------------------ memory
     @staticmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ MAX_LENGTH = 96  # short, so the long contexts below are left-truncated
 INSTRUCTION = "The following are multiple choice questions (with answers) about abstract algebra. " * 2
 
 
-def _tiny_requests(greedy: dict[str, str]) -> list[Any]:
+def _tiny_requests(greedy: Sequence[tuple[str, str]]) -> list[Any]:
     """Requests with a long shared context, multi-token choices and over-long contexts."""
     from lm_eval.api.instance import Instance
 
@@ -144,13 +145,20 @@ def _tiny_requests(greedy: dict[str, str]) -> list[Any]:
     longer = INSTRUCTION * 6 + "A. one\nB. two\nAnswer:"  # ~190 tokens: truncated to MAX_LENGTH
     args += [(longer, " one two three"), (longer, " one two four"), (longer, " A"),
              (longer + " x", " A B C D"), (longer, " one two three")]  # the last: a duplicate
-    args += [(ctx, cont) for ctx, cont in greedy.items()]  # continuations the model picks itself
+    # truncated rows that still share a prefix: same length, different from the 2nd token on
+    args += [(longer, " A B C"), (longer, " A C D"), (longer, " A D B")]
+    args += list(greedy)  # continuations the model picks itself
     return [Instance("loglikelihood", {}, arg, i) for i, arg in enumerate(args)]
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """The tiny model is too small for threads to help; on a shared 2-core machine they hurt a lot."""
+    """One torch thread for every model in this file.
+
+    Agreement does not depend on it (both sides run alike), and on a shared 2-core machine two
+    OpenMP threads per process that compete with other processes wait on each other: forwards
+    were measured 10-100x slower than with one thread while another job ran.
+    """
     import torch
 
     saved = torch.get_num_threads()
@@ -168,26 +176,44 @@ def single_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def plain_tiny(tiny_llama: Path) -> Any:
+def varied_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_llama with untied, wide random weights: output that depends on the context."""
+    from varied_llama import build_varied_llama
+
+    return build_varied_llama(tiny_llama, tmp_path_factory.mktemp("varied-llama"))
+
+
+@dataclass
+class TinyCase:
+    """A tiny model folder, lm-eval's HFLM on it, and the requests both are asked."""
+
+    folder: Path
+    plain: Any
+    requests: list[Any]
+    expected: list[tuple[float, bool]]
+
+
+@pytest.fixture(scope="module", params=["tiny_llama", "varied_llama"])
+def tiny(request: pytest.FixtureRequest) -> TinyCase:
+    from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=str(tiny_llama), dtype="float32", device="cpu", batch_size=1,
-                max_length=MAX_LENGTH)
-
-
-@pytest.fixture(scope="module")
-def tiny_requests(plain_tiny: Any) -> list[Any]:
-    from lm_eval.api.instance import Instance
-
-    # The model's own greedy continuations, so is_greedy is True on some requests.
-    prompts = [INSTRUCTION + "Answer:", "def add(a, b):\n", INSTRUCTION * 3 + "Question:"]
-    requests = [Instance("generate_until", {}, (p, {"until": ["\n\n\n"], "max_gen_toks": 3}), i)
-                for i, p in enumerate(prompts)]
+    folder = request.getfixturevalue(request.param)
+    plain = HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=1,
+                 max_length=MAX_LENGTH)
+    # The model's own greedy continuations, so is_greedy is True on some requests (those whose
+    # text re-tokenizes to the same tokens: a random model also emits stray byte tokens).
+    prompts = [INSTRUCTION + "Answer:", "def add(a, b):\n", INSTRUCTION * 3 + "Question:",
+               "Question: Janet's ducks lay 16 eggs", "A. one\nB. two", "The following are",
+               "Answer: #### 18", "You are an expert Python programmer"]
+    generate = [Instance("generate_until", {}, (p, {"until": ["@@never@@"], "max_gen_toks": n}), i)
+                for i, (p, n) in enumerate((p, n) for p in prompts for n in (1, 3))]
     with one_thread():
-        outs = plain_tiny.generate_until(requests)
-    greedy = {p: o for p, o in zip(prompts, outs, strict=True) if o}
-    assert greedy
-    return _tiny_requests(greedy)
+        outputs = plain.generate_until(generate)
+        greedy = [(r.args[0], o) for r, o in zip(generate, outputs, strict=True) if o]
+        requests = _tiny_requests(greedy)
+        expected = plain.loglikelihood(requests)
+    return TinyCase(folder, plain, requests, expected)
 
 
 def _fast(folder: Path, **kwargs: Any) -> Any:
@@ -204,37 +230,35 @@ def _assert_agree(ours: Sequence[tuple[float, bool]], theirs: Sequence[tuple[flo
 
 
 @pytest.mark.parametrize("batch_size", [4, "auto"])
-def test_tiny_llama_prefix_reuse_agrees_with_hflm(tiny_llama, plain_tiny, tiny_requests, batch_size, single_thread):
-    theirs = plain_tiny.loglikelihood(tiny_requests)
-    assert any(g for _, g in theirs), "some continuation should be the model's greedy one"
-    reuse = _fast(tiny_llama, prefix_cache=True, batch_size=batch_size)
-    ours = reuse.loglikelihood(tiny_requests)
-    _assert_agree(ours, theirs)
+def test_tiny_prefix_reuse_agrees_with_hflm(tiny, batch_size, single_thread):
+    reuse = _fast(tiny.folder, prefix_cache=True, batch_size=batch_size)
+    _assert_agree(reuse.loglikelihood(tiny.requests), tiny.expected)
     record = reuse.speed_record()
     stats = record["loglikelihood"]
     assert record["prefix_cache"] is True and record["delegated_to_lm_eval"] == {}
-    assert stats["requests"] == len(tiny_requests)
-    assert stats["rows"] < len(tiny_requests)  # one forward per identical fed row
-    assert stats["groups"] >= 2 and stats["grouped_rows"] >= 18
+    assert stats["requests"] == len(tiny.requests)
+    assert stats["rows"] < len(tiny.requests)  # one forward per identical fed row
+    assert stats["groups"] >= 3 and stats["grouped_rows"] >= 21
     assert stats["tokens_fed"] < stats["tokens_plain"]
     assert record["batching"]["mode"] == ("fixed" if batch_size == 4 else "memory")
+    if batch_size == "auto":
+        assert record["batching"]["chosen"]["loglikelihood"]["decisions"] >= 3
 
 
-def test_tiny_llama_contexts_are_truncated_like_hflm(plain_tiny, tiny_requests, single_thread):
-    """The over-long requests really exceed max_length (else truncation is untested)."""
+def test_tiny_contexts_are_really_truncated(tiny):
+    """The over-long requests exceed max_length (else left truncation is untested)."""
     too_long = 0
-    for request in tiny_requests:
-        context, continuation = plain_tiny._encode_pair(*request.args)
+    for request in tiny.requests:
+        context, continuation = tiny.plain._encode_pair(*request.args)
         too_long += len(context) + len(continuation) > MAX_LENGTH + 1
     assert too_long >= 4
 
 
-def test_tiny_llama_without_reuse_agrees_and_feeds_more(tiny_llama, plain_tiny, tiny_requests, single_thread):
-    theirs = plain_tiny.loglikelihood(tiny_requests)
-    plain_path = _fast(tiny_llama, prefix_cache=False, batch_size=4)
-    reuse = _fast(tiny_llama, prefix_cache=True, batch_size=4)
-    _assert_agree(plain_path.loglikelihood(tiny_requests), theirs)
-    _assert_agree(reuse.loglikelihood(tiny_requests), theirs)
+def test_tiny_without_reuse_agrees_and_feeds_more(tiny, single_thread):
+    plain_path = _fast(tiny.folder, prefix_cache=False, batch_size=4)
+    reuse = _fast(tiny.folder, prefix_cache=True, batch_size=4)
+    _assert_agree(plain_path.loglikelihood(tiny.requests), tiny.expected)
+    _assert_agree(reuse.loglikelihood(tiny.requests), tiny.expected)
     off, on = plain_path.speed_record()["loglikelihood"], reuse.speed_record()["loglikelihood"]
     assert plain_path.speed_record()["prefix_cache"] is False
     assert off["groups"] == 0 and off["tokens_fed"] == off["tokens_plain"]
@@ -242,13 +266,19 @@ def test_tiny_llama_without_reuse_agrees_and_feeds_more(tiny_llama, plain_tiny, 
     assert on["tokens_fed"] < off["tokens_fed"] / 2
 
 
-def test_tiny_llama_rolling_loglikelihood_goes_to_lm_eval(tiny_llama, plain_tiny, single_thread):
+def test_tiny_request_order_does_not_matter(tiny, single_thread):
+    order = list(reversed(range(len(tiny.requests))))
+    ours = _fast(tiny.folder, batch_size=3).loglikelihood([tiny.requests[i] for i in order])
+    _assert_agree(ours, [tiny.expected[i] for i in order])
+
+
+def test_tiny_rolling_loglikelihood_goes_to_lm_eval(tiny, single_thread):
     from lm_eval.api.instance import Instance
 
     request = Instance("loglikelihood_rolling", {}, (INSTRUCTION * 3,), 0)
-    ours = _fast(tiny_llama, batch_size=4)
+    ours = _fast(tiny.folder, batch_size=4)
     (a,) = ours.loglikelihood_rolling([request])
-    (b,) = plain_tiny.loglikelihood_rolling([request])
+    (b,) = tiny.plain.loglikelihood_rolling([request])
     assert abs(a - b) <= TOLERANCE
     assert ours.speed_record()["delegated_to_lm_eval"] == {"loglikelihood_plain": 1}
 
@@ -279,7 +309,7 @@ def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_key", ["smollm2-135m-instruct", "gemma-3-270m"])
-def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu):
+def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_thread):
     from lm_eval.models.huggingface import HFLM
 
     from kanana_eval.hf_fast import FastHFLM
@@ -312,3 +342,28 @@ def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu):
     assert accuracy[0] == accuracy[1]
     print(f"{model_key}: max |dll| {worst:.2e}, accuracy {accuracy[0]:.2f}, "
           f"ours {ours_s:.1f}s, plain lm-eval {theirs_s:.1f}s")
+
+
+@pytest.mark.slow
+def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thread):
+    """Gemma-3-270m's local layers see 512 tokens: a 5-shot prefix can be longer (MMLU's longest
+    subjects are), so the cached prefix holds only its window and the suffixes continue from it."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from kanana_eval.hf_fast import FastHFLM
+    from kanana_eval.offline_models import ensure_hf_folder
+    from kanana_eval.offline_sources import read_humaneval_plus
+
+    folder = str(ensure_hf_folder("gemma-3-270m"))
+    prefix = "".join(row["prompt"] for row in read_humaneval_plus()[:6])
+    args = [(f"{prefix}\n# Question {q}: which is right?\n# Answer:", choice)
+            for q in range(2) for choice in (" A", " B", " the first one")]
+    requests = [Instance("loglikelihood", {}, arg, i) for i, arg in enumerate(args)]
+    plain = HFLM(pretrained=folder, dtype="float32", device="cpu", batch_size=4)
+    assert len(plain.tok_encode(prefix)) > 600
+    theirs = plain.loglikelihood(requests)
+    ours_lm = FastHFLM(folder, dtype="float32", device="cpu", batch_size=4)
+    _assert_agree(ours_lm.loglikelihood(requests), theirs)
+    stats = ours_lm.speed_record()["loglikelihood"]
+    assert stats["groups"] == 1 and stats["tokens_fed"] < stats["tokens_plain"] / 2

@@ -1,0 +1,217 @@
+"""The memory-based batch size: bounds, the per-row estimate, cgroup limits and the record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kanana_eval.batch_memory import (
+    CPU_MAX_BATCH,
+    GPU_MAX_BATCH,
+    BatchPlanner,
+    ModelShape,
+    available_bytes,
+    cgroup_available,
+    fit_batch,
+    max_batch_for,
+    row_bytes,
+)
+
+GiB = 1 << 30
+# SmolLM2-135M's shape: 30 layers, 576 hidden, 3 KV heads of 64.
+SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3, head_dim=64,
+                  vocab=49152)
+
+
+# ----------------------------------------------------------------------------- fit_batch
+def test_fit_batch_is_at_least_one_and_at_most_the_cap():
+    assert fit_batch(per_row=10 * GiB, free=GiB, cap=16) == 1  # nothing fits: still one row
+    assert fit_batch(per_row=1, free=GiB, cap=16) == 16
+    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16) == 4  # half of 8 GiB by default
+    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16, safety=1.0) == 8
+    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16, fixed=2 * GiB) == 2
+    assert fit_batch(per_row=GiB, free=GiB, cap=16, fixed=10 * GiB) == 1  # negative budget
+    assert fit_batch(per_row=0, free=0, cap=7) == 7
+
+
+@pytest.mark.parametrize("free", [0, 1, 10**6, 10**9, 10**12, 10**15])
+@pytest.mark.parametrize("per_row", [1, 10**5, 10**8, 10**11])
+def test_fit_batch_bounds_hold_everywhere(free, per_row):
+    size = fit_batch(per_row=per_row, free=free, cap=CPU_MAX_BATCH)
+    assert 1 <= size <= CPU_MAX_BATCH
+    if size > 1:
+        assert size * per_row <= free // 2  # what it chose does fit in the safe share
+
+
+# ----------------------------------------------------------------------------- row_bytes
+def test_row_bytes_grows_with_every_kind_of_token():
+    base = row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=4, dtype_bytes=4)
+    assert row_bytes(SMOL, cached_tokens=1000, new_tokens=50, kept_logits=4, dtype_bytes=4) > base
+    assert row_bytes(SMOL, cached_tokens=100, new_tokens=500, kept_logits=4, dtype_bytes=4) > base
+    assert row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=40, dtype_bytes=4) > base
+    assert row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=4, dtype_bytes=2) < base
+    # at least the KV cache (twice: the copy a concatenation makes) and the fp32 kept logits
+    kv = 2 * SMOL.kv_bytes_per_token(4) * 150
+    assert base >= kv + 4 * SMOL.vocab * 4
+
+
+def test_kv_bytes_per_token_is_keys_and_values_of_every_layer():
+    assert SMOL.kv_bytes_per_token(4) == 2 * 30 * 3 * 64 * 4
+    assert SMOL.kv_bytes_per_token(2) == SMOL.kv_bytes_per_token(4) // 2
+
+
+def test_model_shape_from_configs():
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    llama = ModelShape.from_config(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, num_key_value_heads=1,
+                                               vocab_size=600))
+    assert llama == ModelShape(layers=2, hidden=32, intermediate=64, heads=2, kv_heads=1, head_dim=16,
+                               vocab=600)
+    gemma = ModelShape.from_config(Gemma3TextConfig(hidden_size=640, num_hidden_layers=18,
+                                                    num_attention_heads=4, num_key_value_heads=1,
+                                                    head_dim=256, intermediate_size=2048,
+                                                    vocab_size=262144))
+    assert gemma.head_dim == 256 and gemma.kv_heads == 1 and gemma.vocab == 262144
+
+
+def test_model_shape_from_the_tiny_llama_folder(tiny_llama):
+    from transformers import AutoConfig
+
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_llama))
+    assert (shape.layers, shape.hidden, shape.heads, shape.head_dim) == (2, 32, 2, 16)
+
+
+# ----------------------------------------------------------------------------- planner
+def test_planner_fixed_size_wins_over_memory():
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", fixed_size=3, free_memory=lambda _d: 0)
+    assert planner.choose("loglikelihood", cached_tokens=10**6, new_tokens=10**6, kept_logits=10) == 3
+    assert planner.describe() == {"mode": "fixed", "fixed_size": 3, "cap": CPU_MAX_BATCH,
+                                  "safety": 0.5, "chosen": {}}
+
+
+def test_planner_memory_mode_with_tiny_free_memory_gives_one():
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: 1 << 20)
+    assert planner.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4) == 1
+    assert planner.choose("generate_until", cached_tokens=2000, new_tokens=1, kept_logits=1) == 1
+
+
+def test_planner_memory_mode_with_plenty_is_capped():
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: 1 << 50)
+    assert planner.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4) == CPU_MAX_BATCH
+    capped = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", cap=5, free_memory=lambda _d: 1 << 50)
+    assert capped.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4) == 5
+    assert capped.describe()["cap"] == 5
+
+
+def test_planner_longer_rows_get_smaller_batches():
+    free = 2 * GiB
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: free)
+    short = planner.choose("loglikelihood", cached_tokens=0, new_tokens=200, kept_logits=200)
+    long = planner.choose("loglikelihood", cached_tokens=0, new_tokens=4000, kept_logits=4000)
+    assert 1 <= long < short <= CPU_MAX_BATCH
+
+
+def test_planner_describe_records_every_decision():
+    frees = iter([1 << 50, 1 << 20, 1 << 50])
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: next(frees))
+    planner.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4)
+    planner.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4)
+    planner.choose("generate_until", cached_tokens=600, new_tokens=1, kept_logits=1)
+    record = planner.describe()
+    assert record["mode"] == "memory" and record["fixed_size"] is None
+    assert record["chosen"] == {
+        "loglikelihood": {"min": 1, "max": CPU_MAX_BATCH, "decisions": 2},
+        "generate_until": {"min": CPU_MAX_BATCH, "max": CPU_MAX_BATCH, "decisions": 1},
+    }
+
+
+def test_planner_asks_for_the_memory_of_its_device():
+    seen: list[str] = []
+    planner = BatchPlanner(SMOL, dtype_bytes=2, device="cuda:1",
+                           free_memory=lambda d: seen.append(d) or 1 << 40)
+    assert planner.choose("loglikelihood", cached_tokens=0, new_tokens=10, kept_logits=1) <= GPU_MAX_BATCH
+    assert seen == ["cuda:1"] and planner.describe()["cap"] == GPU_MAX_BATCH
+
+
+def test_max_batch_for_device():
+    assert max_batch_for("cpu") == CPU_MAX_BATCH
+    assert max_batch_for("cuda") == max_batch_for("cuda:0") == GPU_MAX_BATCH
+
+
+# ----------------------------------------------------------------------------- cgroups
+def _write(folder: Path, **files: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name.replace("__", ".")).write_text(text + "\n")
+
+
+def _proc(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "proc-self-cgroup"
+    path.write_text(text)
+    return path
+
+
+def test_cgroup_v2_limit_minus_usage(tmp_path):
+    root = tmp_path / "cgroup"
+    _write(root, memory__max="4000000000", memory__current="1500000000")
+    assert cgroup_available(root, _proc(tmp_path, "0::/\n")) == 2_500_000_000
+
+
+def test_cgroup_v2_without_limit(tmp_path):
+    root = tmp_path / "cgroup"
+    _write(root, memory__max="max", memory__current="1500000000")
+    assert cgroup_available(root, _proc(tmp_path, "0::/\n")) is None
+
+
+def test_cgroup_v2_usage_above_limit_is_zero_not_negative(tmp_path):
+    root = tmp_path / "cgroup"
+    _write(root, memory__max="1000", memory__current="5000")
+    assert cgroup_available(root, _proc(tmp_path, "0::/\n")) == 0
+
+
+def test_cgroup_v2_tightest_level_of_the_own_path_wins(tmp_path):
+    """A limit on a parent (a systemd slice, a container) counts as much as the own one."""
+    root = tmp_path / "cgroup"
+    _write(root)  # the root cgroup has no memory.max
+    _write(root / "system.slice", memory__max="3000000000", memory__current="2900000000")
+    _write(root / "system.slice" / "job.scope", memory__max="max", memory__current="100")
+    proc = _proc(tmp_path, "0::/system.slice/job.scope\n")
+    assert cgroup_available(root, proc) == 100_000_000
+    _write(root / "system.slice" / "job.scope", memory__max="50000000", memory__current="100")
+    assert cgroup_available(root, proc) == 50_000_000 - 100
+
+
+def test_cgroup_v1_memory_controller(tmp_path):
+    root = tmp_path / "cgroup"
+    proc = _proc(tmp_path, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n")
+    _write(root / "memory", memory__limit_in_bytes="9223372036854771712", memory__usage_in_bytes="7")
+    _write(root / "memory" / "docker" / "abc", memory__limit_in_bytes="8000000",
+           memory__usage_in_bytes="3000000")
+    assert cgroup_available(root, proc) == 5_000_000
+    _write(root / "memory" / "docker" / "abc", memory__limit_in_bytes="9223372036854771712",
+           memory__usage_in_bytes="3000000")
+    assert cgroup_available(root, proc) is None  # v1's "unlimited"
+
+
+def test_cgroup_missing_or_garbage_is_no_limit(tmp_path):
+    assert cgroup_available(tmp_path / "absent", tmp_path / "absent-proc") is None
+    root = tmp_path / "cgroup"
+    _write(root, memory__max="lots", memory__current="1")
+    assert cgroup_available(root, _proc(tmp_path, "0::/\n")) is None
+    _write(root, memory__max="1000", memory__current="")
+    assert cgroup_available(root, _proc(tmp_path, "garbage\n")) is None
+
+
+def test_available_bytes_takes_the_cgroup_limit(tmp_path):
+    root = tmp_path / "cgroup"
+    _write(root, memory__max="300000", memory__current="100000")
+    assert available_bytes("cpu", cgroup_root=root, proc_cgroup=_proc(tmp_path, "0::/\n")) == 200_000
+    unlimited = tmp_path / "none"
+    host = available_bytes("cpu", cgroup_root=unlimited, proc_cgroup=_proc(tmp_path, "0::/\n"))
+    assert host > 200_000
+
+
+def test_available_bytes_on_this_machine_is_positive():
+    assert available_bytes("cpu") > 0
