@@ -116,6 +116,9 @@ class TokenCounter:
         self.forwards += 1
         self.positions += batch * length
         mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:  # a packed row (block mask): every position is a token
+            self.rows.extend([length] * batch)
+            return
         if mask is not None:
             self.rows.extend(int(n) for n in mask[:, -length:].sum(dim=1).tolist())
             return

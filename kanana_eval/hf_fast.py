@@ -68,10 +68,20 @@ class ModelRunner:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
                               enabled=self.autocast_dtype is not None)
 
-    def forward(self, input_ids: Any, *, cache: Any = None, use_cache: bool = False, keep: int = 0,
+    def forward(self, input_ids: Any, *, cache: Any = None, use_cache: bool = False, keep: Any = 0,
                 attention_mask: Any = None, position_ids: Any = None) -> tuple[Any, Any]:
-        """(logits of the last `keep` positions, or all when 0; the cache after this forward)."""
+        """(logits of the last `keep` positions, or all when 0, or of the positions in a 1-D index
+        tensor `keep`; the cache after this forward)."""
         import torch
+
+        if isinstance(keep, torch.Tensor):
+            if self.keeps_logits:
+                kwargs_index: dict[str, Any] = {"logits_to_keep": keep}
+                logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids,
+                                               kwargs_index)
+                return logits, new_cache
+            logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids, {})
+            return logits[:, keep.to(logits.device), :], new_cache
 
         kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": use_cache}
         if cache is not None:
@@ -90,6 +100,26 @@ class ModelRunner:
         # Read the output under the name this transformers version uses: asking a 5.x output for
         # `past_key_values` logs a deprecation warning (with use_cache=False the cache is None).
         return logits, getattr(out, self.cache_arg, None)
+
+    def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any, position_ids: Any,
+              extra: dict[str, Any]) -> tuple[Any, Any]:
+        import torch
+
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": use_cache, **extra}
+        if cache is not None:
+            kwargs[self.cache_arg] = cache
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        with torch.no_grad(), self.autocast():
+            out = self.model(**kwargs)
+        return out.logits, getattr(out, self.cache_arg, None)
+
+    @property
+    def mask_dtype(self) -> Any:
+        """The dtype an additive 4-D attention mask must have for this model."""
+        return next(self.model.parameters()).dtype
 
     # ------------------------------------------------------------------ memory
     @staticmethod
@@ -235,7 +265,8 @@ class FastHFLM(HFLM):
         return {
             "prefix_cache": self.prefix_cache, "min_prefix_tokens": self.min_prefix,
             "batching": self.planner.describe(),
-            "loglikelihood": vars(self.score_stats).copy(),
+            "loglikelihood": {**vars(self.score_stats),
+                              "suffixes_packed": self.prefix_cache and self.runner.can_pad_batches},
             "generation": {**vars(self.generation_stats), "per_row_stopping": True,
                            "rows_padded_together": self.runner.can_pad_batches},
             "delegated_to_lm_eval": dict(self.delegated),

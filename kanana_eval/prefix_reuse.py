@@ -5,7 +5,9 @@ every question. Here the rows a causal LM must see are planned from the token se
 (no task names): sorted, each row's longest common prefix (LCP) with its neighbour gives a tree
 of shared prefixes, and the grouping that saves the most tokens is chosen from it. A group's
 prefix runs once with its KV cache kept; the rest of every row runs on top of that cache,
-batched, and the log-probabilities are gathered exactly as lm-eval's HFLM does (same
+the suffixes packed end to end in one sequence with a block mask (no padding, only scored
+positions projected; full-attention models) or else batched with right padding, and the
+log-probabilities are gathered exactly as lm-eval's HFLM does (same
 left-truncation, same one-forward-per-identical-row lookup, same greedy check).
 
 Rows without a worthwhile shared prefix are batched like lm-eval's, but only the positions that
@@ -223,7 +225,8 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
     while start < len(members):
         chunk = members[start:start + size]
         try:
-            fed += _score_chunk(runner, requests, rows, chunk, group.prefix, cache, results, on_result)
+            score = _score_packed if cache is not None and runner.can_pad_batches else _score_chunk
+            fed += score(runner, requests, rows, chunk, group.prefix, cache, results, on_result)
         except Exception as exc:  # a GPU out of memory: halve the batch and retry this chunk
             if size == 1 or not runner.is_out_of_memory(exc):
                 raise
@@ -268,3 +271,55 @@ def _score_chunk(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
             if on_result is not None:
                 on_result(request_index, answer)
     return sum(len(s) for s in suffixes)
+
+
+def _score_packed(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]],
+                  rows: Sequence[Row], chunk: Sequence[int], prefix: int, cache: Any,
+                  results: list[tuple[float, bool] | None],
+                  on_result: Callable[[int, tuple[float, bool]], None] | None) -> int:
+    """The suffixes of `chunk` packed end to end in one row on the prefix cache: no padding.
+
+    Each suffix token attends to the prefix and to the earlier tokens of its own suffix (a 4-D
+    mask), and takes the position it has in its full row, so every suffix computes what it would
+    compute alone; only the scored positions are projected onto the vocabulary. Needs plain
+    full-attention layers (`ModelRunner.can_pad_batches`): a sliding window counts slots.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    suffixes = [rows[i].tokens[prefix:] for i in chunk]
+    lengths = torch.tensor([len(s) for s in suffixes], dtype=torch.long)
+    total = int(lengths.sum())
+    ids = torch.tensor([[t for s in suffixes for t in s]], dtype=torch.long, device=runner.device)
+    segment = torch.repeat_interleave(torch.arange(len(chunk)), lengths)
+    starts = torch.cumsum(lengths, 0) - lengths
+    local = torch.arange(total) - starts[segment]
+    allowed = (segment[:, None] == segment[None, :]) & (local[None, :] <= local[:, None])
+    allowed = torch.cat([torch.ones((total, prefix), dtype=torch.bool), allowed], dim=1)
+    dtype = runner.mask_dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    # Scored positions of each row: from its first scored position to its end.
+    spans = [(int(starts[r]) + rows[i].limit - prefix, int(starts[r]) + len(suffixes[r]))
+             for r, i in enumerate(chunk)]
+    keep = torch.cat([torch.arange(a, b) for a, b in spans]).to(runner.device)
+    past = runner.expand_cache(cache, 1)
+    logits, _ = runner.forward(ids, cache=past, use_cache=True, keep=keep,
+                               attention_mask=mask[None, None].to(runner.device),
+                               position_ids=(prefix + local)[None].to(runner.device))
+    logprobs = F.log_softmax(logits[0], dim=-1, dtype=runner.softmax_dtype)
+    greedy = logprobs.argmax(dim=-1)
+    offset = 0
+    for (a, b), index in zip(spans, chunk, strict=True):
+        end = offset + (b - a)  # the row's last position, in kept coordinates (exclusive)
+        for request_index in rows[index].requests:
+            key, _context, continuation = requests[request_index]
+            n = len(continuation)
+            cont = torch.tensor(continuation, dtype=torch.long, device=logprobs.device)
+            picked = logprobs[end - n:end]
+            answer = (float(torch.gather(picked, 1, cont.unsqueeze(-1)).sum()),
+                      bool((greedy[end - n:end] == cont).all()))
+            results[request_index] = answer
+            if on_result is not None:
+                on_result(request_index, answer)
+        offset = end
+    return total

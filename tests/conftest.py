@@ -51,7 +51,7 @@ def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for org in hub_fixtures.iterdir():
             if org.is_dir():
                 shutil.copytree(org, out / org.name, dirs_exist_ok=True)
-    # MBPP+ as evalplus' release file would sit in a mirror (a schema-exact fixture of 5 tasks).
+    # MBPP+ as evalplus' release file would sit in a mirror (a schema-exact fixture of 7 tasks).
     mbpp_plus = FIXTURES / "evalplus" / "MbppPlus-v0.2.0-fixture.jsonl.gz"
     (out / "evalplus" / "MbppPlus").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mbpp_plus, out / "evalplus" / "MbppPlus" / "MbppPlus-v0.2.0.jsonl.gz")

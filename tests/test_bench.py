@@ -207,3 +207,12 @@ def test_history_option_defaults_to_results_bench_and_can_be_turned_off() -> Non
     assert history_path(parser.parse_args(["--data-dir", "m"])) == Path("results/bench/bench.jsonl")
     assert history_path(parser.parse_args(["--data-dir", "m", "--history", "h.jsonl"])) == Path("h.jsonl")
     assert history_path(parser.parse_args(["--data-dir", "m", "--no-history"])) is None
+
+
+def test_token_counter_counts_every_position_of_a_packed_row() -> None:
+    model = _Echo()
+    counter = TokenCounter().attach(model)
+    # prefix reuse packs suffixes into one row with a 4-D block mask: no padding to skip
+    model(input_ids=torch.tensor([[5, 6, 7, 0, 9]]), attention_mask=torch.zeros((1, 1, 5, 8)))
+    counter.detach()
+    assert counter.rows == [5] and counter.positions == 5
