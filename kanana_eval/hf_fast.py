@@ -74,32 +74,16 @@ class ModelRunner:
         tensor `keep`; the cache after this forward)."""
         import torch
 
-        if isinstance(keep, torch.Tensor):
-            if self.keeps_logits:
-                kwargs_index: dict[str, Any] = {"logits_to_keep": keep}
-                logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids,
-                                               kwargs_index)
-                return logits, new_cache
-            logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids, {})
-            return logits[:, keep.to(logits.device), :], new_cache
-
-        kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": use_cache}
-        if cache is not None:
-            kwargs[self.cache_arg] = cache
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
-        if keep and self.keeps_logits:
-            kwargs["logits_to_keep"] = int(keep)
-        with torch.no_grad(), self.autocast():
-            out = self.model(**kwargs)
-        logits = out.logits
-        if keep and not self.keeps_logits:
+        by_index = isinstance(keep, torch.Tensor)
+        extra: dict[str, Any] = {}
+        if self.keeps_logits and (by_index or keep):
+            extra["logits_to_keep"] = keep if by_index else int(keep)
+        logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids, extra)
+        if not self.keeps_logits and by_index:
+            logits = logits[:, keep.to(logits.device), :]
+        elif not self.keeps_logits and keep:
             logits = logits[:, -keep:, :]
-        # Read the output under the name this transformers version uses: asking a 5.x output for
-        # `past_key_values` logs a deprecation warning (with use_cache=False the cache is None).
-        return logits, getattr(out, self.cache_arg, None)
+        return logits, new_cache
 
     def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any, position_ids: Any,
               extra: dict[str, Any]) -> tuple[Any, Any]:
@@ -114,6 +98,8 @@ class ModelRunner:
             kwargs["position_ids"] = position_ids
         with torch.no_grad(), self.autocast():
             out = self.model(**kwargs)
+        # Read the output under the name this transformers version uses: asking a 5.x output for
+        # `past_key_values` logs a deprecation warning (with use_cache=False the cache is None).
         return out.logits, getattr(out, self.cache_arg, None)
 
     @property

@@ -77,3 +77,19 @@ def judge_server(judge_env: None):  # noqa: ANN201 - yields the test server obje
 
     with JudgeServer() as server:
         yield server
+
+
+@pytest.fixture
+def single_thread():  # noqa: ANN201 - yields nothing; one torch thread for the test
+    from model_threads import one_thread
+
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def varied_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_llama with untied, wide random weights: output that depends on the context."""
+    from varied_llama import build_varied_llama
+
+    return build_varied_llama(tiny_llama, tmp_path_factory.mktemp("varied-llama"))

@@ -10,15 +10,14 @@ layers: decoded one row at a time).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from model_threads import one_thread
 
 # lm-eval's humaneval.yaml generation_kwargs (max_gen_toks lowered to keep the test short).
 HUMANEVAL_UNTIL = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -36,38 +35,6 @@ PROMPTS = [
     "[BEGIN] code [DONE]",
     "The following are multiple choice questions (with answers) about abstract algebra. " * 3,
 ]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One torch thread for every model in this file.
-
-    Identity does not depend on it (both sides run alike), and on a shared 2-core machine two
-    OpenMP threads per process that compete with other processes wait on each other: decoding
-    was measured 10-20x slower than with one thread while another job ran.
-    """
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def varied_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny_llama with untied, wide random weights: output that depends on the context."""
-    from varied_llama import build_varied_llama
-
-    return build_varied_llama(tiny_llama, tmp_path_factory.mktemp("varied-llama"))
 
 
 def _hflm(folder: Path, batch_size: int | str = 1) -> Any:

@@ -7,7 +7,6 @@ MMLU through the runner: every request within 1e-4 and the same answer on every 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_threads import one_thread
 
 from kanana_eval.prefix_reuse import build_rows, common_prefix, fed_row, plan_groups
 
@@ -149,38 +149,6 @@ def _tiny_requests(greedy: Sequence[tuple[str, str]]) -> list[Any]:
     args += [(longer, " A B C"), (longer, " A C D"), (longer, " A D B")]
     args += list(greedy)  # continuations the model picks itself
     return [Instance("loglikelihood", {}, arg, i) for i, arg in enumerate(args)]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One torch thread for every model in this file.
-
-    Agreement does not depend on it (both sides run alike), and on a shared 2-core machine two
-    OpenMP threads per process that compete with other processes wait on each other: forwards
-    were measured 10-100x slower than with one thread while another job ran.
-    """
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def varied_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny_llama with untied, wide random weights: output that depends on the context."""
-    from varied_llama import build_varied_llama
-
-    return build_varied_llama(tiny_llama, tmp_path_factory.mktemp("varied-llama"))
 
 
 @dataclass
