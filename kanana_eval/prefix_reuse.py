@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 DEFAULT_MIN_PREFIX = 16
 # Token-equivalents one group costs beyond its rows (the extra forward, copying its cache).
 GROUP_OVERHEAD = 8
+# Most suffix tokens packed into one row: its block mask is (this) x (prefix + this) entries.
+PACKED_TOKENS = 2048
 
 
 @dataclass
@@ -221,11 +223,15 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
     longest = len(rows[members[0]].tokens) - group.prefix
     widest_kept = max(len(rows[i].tokens) - rows[i].limit for i in members)
     size = max(1, batch_size(group.prefix, longest, widest_kept))
+    packed = cache is not None and runner.can_pad_batches
     start = 0
     while start < len(members):
         chunk = members[start:start + size]
+        if packed:  # the block mask grows with the square of the packed length: bound it
+            chunk = _within_tokens(chunk, [len(rows[i].tokens) - group.prefix for i in chunk],
+                                   PACKED_TOKENS)
         try:
-            score = _score_packed if cache is not None and runner.can_pad_batches else _score_chunk
+            score = _score_packed if packed else _score_chunk
             fed += score(runner, requests, rows, chunk, group.prefix, cache, results, on_result)
         except Exception as exc:  # a GPU out of memory: halve the batch and retry this chunk
             if size == 1 or not runner.is_out_of_memory(exc):
@@ -235,6 +241,17 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
             continue
         start += len(chunk)
     return fed
+
+
+def _within_tokens(chunk: Sequence[int], lengths: Sequence[int], budget: int) -> list[int]:
+    """The longest head of `chunk` whose lengths sum to at most `budget` (at least one row)."""
+    total, taken = 0, []
+    for index, length in zip(chunk, lengths, strict=True):
+        if taken and total + length > budget:
+            break
+        taken.append(index)
+        total += length
+    return taken
 
 
 def _score_chunk(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]],

@@ -335,3 +335,11 @@ def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thr
     _assert_agree(ours_lm.loglikelihood(requests), theirs)
     stats = ours_lm.speed_record()["loglikelihood"]
     assert stats["groups"] == 1 and stats["tokens_fed"] < stats["tokens_plain"] / 2
+
+
+def test_packed_rows_stop_at_the_token_budget_but_always_take_one() -> None:
+    from kanana_eval.prefix_reuse import _within_tokens
+
+    assert _within_tokens([7, 8, 9], [40, 50, 60], 100) == [7, 8]
+    assert _within_tokens([7, 8], [500, 10], 100) == [7]  # one row even above the budget
+    assert _within_tokens([7, 8, 9], [1, 1, 1], 100) == [7, 8, 9]
