@@ -14,8 +14,9 @@ from kanana_eval.hashing import file_sha256
 from kanana_eval.paths import cache_dir
 
 _HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt", ".jinja")
-
-
+# Records about a folder rather than its weights: the offline conversion's own record holds the
+# time it ran, so hashing it gave every conversion of the same weights a new fingerprint.
+_NOT_WEIGHTS = frozenset({"kanana_conversion.json"})
 
 def folder_fingerprint(folder: Path) -> str:
     """sha256 over the folder's weight, config and tokenizer files (names and contents).
@@ -24,7 +25,7 @@ def folder_fingerprint(folder: Path) -> str:
     """
     folder = folder.resolve()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                   and p.name not in _NOT_WEIGHTS and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     stamp = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     memo_path = cache_dir() / "fingerprints.json"
     try:

@@ -37,14 +37,12 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-@pytest.fixture(scope="session")
-def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_offline_mirror(out: Path) -> Path:
     """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
     import shutil
 
     from kanana_eval.mirror import build_mirror
 
-    out = tmp_path_factory.mktemp("mirror")
     build_mirror(out)
     hub_fixtures = FIXTURES / "hub"
     if hub_fixtures.is_dir():
@@ -56,6 +54,12 @@ def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (out / "evalplus" / "MbppPlus").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mbpp_plus, out / "evalplus" / "MbppPlus" / "MbppPlus-v0.2.0.jsonl.gz")
     return out
+
+
+@pytest.fixture(scope="session")
+def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
+    return build_offline_mirror(tmp_path_factory.mktemp("mirror"))
 
 
 @pytest.fixture

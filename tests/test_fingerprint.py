@@ -97,3 +97,18 @@ def test_hub_fingerprint_never_raises_on_odd_objects() -> None:
     assert hub_fingerprint(object()) == {}
     in_memory = datasets.Dataset.from_dict({"x": [1, 2]})
     assert hub_fingerprint(in_memory) == {"fingerprint": in_memory._fingerprint, "num_rows": 2}
+
+
+def test_model_fingerprint_ignores_the_conversion_record_but_not_the_weights(tmp_path, monkeypatch):
+    from kanana_eval.model_fingerprint import folder_fingerprint
+
+    monkeypatch.setenv("KANANA_EVAL_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "kanana_conversion.json").write_text('{"converted_at": "2026-12-07T05:52:30+00:00"}')
+    first = folder_fingerprint(folder)
+    (folder / "kanana_conversion.json").write_text('{"converted_at": "2026-12-07T05:54:56+00:00"}')
+    assert folder_fingerprint(folder) == first
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert folder_fingerprint(folder) != first
