@@ -41,7 +41,7 @@ def build_offline_mirror(out: Path) -> Path:
     """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
     import shutil
 
-    from kanana_eval.mirror import build_mirror
+    from kanana_eval.data.mirror import build_mirror
 
     build_mirror(out)
     hub_fixtures = FIXTURES / "hub"

@@ -102,7 +102,7 @@ def make_golden_run(work: Path) -> Path:
     sys.path.insert(0, str(HERE))
     from openai_judge_server import JudgeServer  # noqa: PLC0415 - test support
 
-    from kanana_eval.cli import main  # noqa: PLC0415 - the package under test, after sys.path
+    from kanana_eval.cli.main import main  # noqa: PLC0415 - the package under test, after sys.path
 
     os.environ["KANANA_EVAL_CACHE"] = str(work / "cache")
     os.environ["OPENAI_API_KEY"] = "sk-test-dummy"

@@ -18,20 +18,21 @@ from types import SimpleNamespace
 import pytest
 from lm_eval.api.model import LM
 
-from kanana_eval import runner, scoring
-from kanana_eval.answer_scoring import (
+from kanana_eval.config.protocol import BenchmarkSpec, load_task
+from kanana_eval.core.errors import ConfigError
+from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
+from kanana_eval.pipeline import run as runner
+from kanana_eval.pipeline.run import collect_items, plan_limits
+from kanana_eval.results.io import validate
+from kanana_eval.scoring import base as scoring
+from kanana_eval.scoring.answer_rules import gsm8k_target, last_boxed
+from kanana_eval.scoring.answer_scorers import (
     check_scorer_options,
     cot_letter_item,
     math_answer_item,
 )
-from kanana_eval.answers import gsm8k_target, last_boxed
-from kanana_eval.errors import ConfigError
-from kanana_eval.fingerprint import dataset_fingerprint
-from kanana_eval.lmeval_tasks import build_tasks
-from kanana_eval.protocol import BenchmarkSpec, load_task
-from kanana_eval.results_io import validate
-from kanana_eval.runner import collect_items, plan_limits
-from kanana_eval.scoring import aggregate
+from kanana_eval.scoring.base import aggregate
+from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
 GENERATION = {"do_sample": False, "until": [], "max_gen_toks": 2048}
@@ -215,8 +216,8 @@ def test_missing_or_unknown_scorer_options_fail_at_load_time():
 
 def test_math_gold_answers_all_parse(shared_data_dir):
     """Every MATH gold answer parses, so a correct answer written differently can match it."""
-    from kanana_eval.answers import _parse
-    from kanana_eval.offline_sources import read_math_test
+    from kanana_eval.data.offline_sources import read_math_test
+    from kanana_eval.scoring.answer_rules import _parse
 
     unparsed = [row["path"] for row in read_math_test() if not _parse(last_boxed(row["solution"]))]
     assert unparsed == []

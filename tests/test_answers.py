@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from kanana_eval import answers
-from kanana_eval.answers import cot_letter, gsm8k_target, last_boxed, verify_math
+from kanana_eval.scoring import answer_rules as answers
+from kanana_eval.scoring.answer_rules import cot_letter, gsm8k_target, last_boxed, verify_math
 
 MMLU_PHRASE = "Therefore,?\\s+the\\s+answer\\s+is"
 KMMLU_PHRASE = "따라서,?\\s*정답은"

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from openai_completions_server import CompletionsServer, FailingApp
 
-from kanana_eval.cli import main
-from kanana_eval.engine import EngineConfig, build_lm
-from kanana_eval.errors import EngineError
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.cli.main import main
+from kanana_eval.core.errors import EngineError
+from kanana_eval.engine.build import EngineConfig, build_lm
+from kanana_eval.results.io import load_run, read_jsonl
 
 SERVED = "kanana-tests/tiny-llama"
 SERVER_SCRIPT = Path(__file__).with_name("openai_completions_server.py")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.batch_memory import (
+from kanana_eval.engine.batch_memory import (
     CPU_MAX_BATCH,
     GPU_MAX_BATCH,
     BatchPlanner,

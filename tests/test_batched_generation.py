@@ -44,7 +44,7 @@ def _hflm(folder: Path, batch_size: int | str = 1) -> Any:
 
 
 def _fast(folder: Path, batch_size: int | str) -> Any:
-    from kanana_eval.hf_fast import FastHFLM
+    from kanana_eval.engine.hf_fast import FastHFLM
 
     return FastHFLM(str(folder), dtype="float32", device="cpu", batch_size=batch_size)
 
@@ -190,14 +190,14 @@ def test_eos_from_a_generation_config_list(varied_llama, tmp_path, single_thread
 
 # ----------------------------------------------------------------------------- real models (slow)
 def _humaneval_prompts(shared_data_dir: Path, n: int) -> list[str]:
-    from kanana_eval.offline_sources import read_humaneval_plus
+    from kanana_eval.data.offline_sources import read_humaneval_plus
 
     return [row["prompt"] for row in read_humaneval_plus()[:n]]
 
 
 @pytest.mark.slow
 def test_smollm2_humaneval_batched_matches_batch_one(shared_data_dir, single_thread):
-    from kanana_eval.offline_models import ensure_hf_folder
+    from kanana_eval.data.offline_models import ensure_hf_folder
 
     folder = ensure_hf_folder("smollm2-135m-instruct")
     kwargs = {"until": HUMANEVAL_UNTIL, "max_gen_toks": 128, "do_sample": False}
@@ -219,7 +219,7 @@ def test_smollm2_humaneval_batched_matches_batch_one(shared_data_dir, single_thr
 
 @pytest.mark.slow
 def test_gemma_sliding_window_decodes_one_row_at_a_time(shared_data_dir, single_thread):
-    from kanana_eval.offline_models import ensure_hf_folder
+    from kanana_eval.data.offline_models import ensure_hf_folder
 
     folder = ensure_hf_folder("gemma-3-270m")
     prompts = _humaneval_prompts(shared_data_dir, 6)
@@ -246,7 +246,7 @@ def test_gemma_sliding_window_decodes_one_row_at_a_time(shared_data_dir, single_
 
 # ----------------------------------------------------------------------------- units
 def test_every_greedy_request_samples_alike():
-    from kanana_eval.batched_generation import Sampling
+    from kanana_eval.engine.batched_generation import Sampling
 
     assert Sampling.from_kwargs({"do_sample": False, "top_k": 40, "top_p": 0.5}, None) == Sampling()
     assert Sampling.from_kwargs({}, None) == Sampling()
@@ -255,7 +255,7 @@ def test_every_greedy_request_samples_alike():
 def test_sampling_takes_the_request_then_the_model_config_then_hf_defaults():
     from transformers import GenerationConfig
 
-    from kanana_eval.batched_generation import Sampling
+    from kanana_eval.engine.batched_generation import Sampling
 
     config = GenerationConfig(top_p=0.9, temperature=0.6)
     sampling = Sampling.from_kwargs({"do_sample": True, "temperature": 0.5}, config)
@@ -268,7 +268,7 @@ def test_sampling_takes_the_request_then_the_model_config_then_hf_defaults():
 def test_generation_config_fields_the_loop_cannot_reproduce():
     from transformers import GenerationConfig
 
-    from kanana_eval.batched_generation import unsupported_config_fields
+    from kanana_eval.engine.batched_generation import unsupported_config_fields
 
     assert unsupported_config_fields(None) == []
     assert unsupported_config_fields(GenerationConfig(eos_token_id=[1, 2], pad_token_id=0)) == []

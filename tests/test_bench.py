@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kanana_eval.bench import (
+from kanana_eval.bench_tmp import (
     JSON_SCHEMA,
     BenchError,
     MMLUWorkload,
@@ -89,7 +89,7 @@ class _Lm:
 
 
 def test_a_piece_timed_under_outside_load_is_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kanana_eval.bench as bench
+    import kanana_eval.bench_tmp as bench
 
     ticks = iter(range(0, 10_000, 1_000))  # each reading: 1,000 more CPU seconds machine-wide
     monkeypatch.setattr(bench, "machine_busy_seconds", lambda: float(next(ticks)))

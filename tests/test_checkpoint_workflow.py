@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kanana_eval.cli import build_parser
-from kanana_eval.compare_cli import register
+from kanana_eval.cli.compare import register
+from kanana_eval.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "checkpoint-eval.yml"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.cli import main
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.cli.main import main
+from kanana_eval.results.io import load_run, read_jsonl
 
 
 def _tree_digest(root: Path) -> str:

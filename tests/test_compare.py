@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kanana_eval.compare import (
+from kanana_eval.cli.compare import main as compare_main
+from kanana_eval.compare.gate import (
     BETTER,
     NOT_COMPARED,
     SAME,
@@ -21,10 +22,9 @@ from kanana_eval.compare import (
     evaluate,
     pair_items,
 )
-from kanana_eval.compare_cli import main as compare_main
-from kanana_eval.errors import ConfigError, ResultsError
-from kanana_eval.protocol import _regression_rule, load_protocol
-from kanana_eval.results_io import write_json, write_jsonl
+from kanana_eval.config.protocol import _regression_rule, load_protocol
+from kanana_eval.core.errors import ConfigError, ResultsError
+from kanana_eval.results.io import write_json, write_jsonl
 
 JUDGED = ("mt_bench@instruct", "komt_bench@instruct")
 METRICS = {"ifeval@instruct": "ifeval_strict_mean", "mt_bench@instruct": "judge_score",
@@ -479,7 +479,7 @@ def test_a_malformed_regression_section_is_a_config_error(raw, message):
 
 
 def test_the_kanana_eval_command_has_compare(dropped_runs, capsys):
-    from kanana_eval.cli import main
+    from kanana_eval.cli.main import main
 
     base, cand = dropped_runs
     assert main(["compare", str(base), str(cand), "--bootstrap", "200"]) == 1

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from kanana_eval.compare_stats import (
+from kanana_eval.compare.stats import (
     MIN_BOOTSTRAP_UNITS,
     binomial_upper_tail_half,
     bootstrap_rng,

@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
-from kanana_eval.engine import (
+from kanana_eval.config.registry import load_registry
+from kanana_eval.core.errors import EngineError
+from kanana_eval.engine.build import (
     EngineConfig,
     build_lm,
     check_endpoint,
@@ -17,8 +19,6 @@ from kanana_eval.engine import (
     vllm_installed,
     vllm_model_args,
 )
-from kanana_eval.errors import EngineError
-from kanana_eval.registry import load_registry
 
 YARN = load_registry().yarn_rope_scaling
 
@@ -57,7 +57,7 @@ def test_hf_args_default_to_memory_batching_and_take_no_prefix_cache():
 
 
 def test_hf_engine_is_the_fast_hflm_and_records_how_it_computes(tiny_llama):
-    from kanana_eval.hf_fast import FastHFLM
+    from kanana_eval.engine.hf_fast import FastHFLM
 
     lm = build_lm(EngineConfig(backend="hf", model=str(tiny_llama), dtype="float32", device="cpu",
                                prefix_cache=False))
@@ -128,7 +128,7 @@ def test_vllm_args_are_lm_eval_parameters_or_vllm_engine_arguments():
 def test_vllm_data_parallel_needs_ray(monkeypatch):
     import importlib.util
 
-    import kanana_eval.engine as engine
+    import kanana_eval.engine.build as engine
 
     real = importlib.util.find_spec
     monkeypatch.setattr(engine, "vllm_installed", lambda: True)

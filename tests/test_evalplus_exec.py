@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval import evalplus_exec, sandbox
-from kanana_eval.errors import ConfigError, DataUnavailableError, KananaError
-from kanana_eval.evalplus_data import dataset_hash, load_problems
-from kanana_eval.evalplus_exec import (
+from kanana_eval.core.errors import ConfigError, DataUnavailableError, KananaError
+from kanana_eval.data.evalplus_release import dataset_hash, load_problems
+from kanana_eval.scoring.evalplus import execute as evalplus_exec
+from kanana_eval.scoring.evalplus.execute import (
     PlusResult,
     check_solutions,
     evalplus_status,
@@ -27,7 +27,8 @@ from kanana_eval.evalplus_exec import (
     join_timeout,
     time_limits,
 )
-from kanana_eval.sandbox import ExecutionResult
+from kanana_eval.scoring.sandbox import runner as sandbox
+from kanana_eval.scoring.sandbox.runner import ExecutionResult
 
 FIXTURE = Path(__file__).parent / "fixtures" / "evalplus" / "MbppPlus-v0.2.0-fixture.jsonl.gz"
 FIXTURE_TASKS = ["Mbpp/2", "Mbpp/3", "Mbpp/4", "Mbpp/6", "Mbpp/7", "Mbpp/14", "Mbpp/737"]
@@ -132,7 +133,7 @@ def test_dataset_hash_is_stable_and_content_sensitive(problems):
     assert dataset_hash(again) == dataset_hash(problems)
     changed = {**again, "Mbpp/3": {**again["Mbpp/3"], "plus_input": [[1]]}}
     assert dataset_hash(changed) != dataset_hash(problems)
-    code = (f"from kanana_eval.evalplus_data import load_problems, dataset_hash\n"
+    code = (f"from kanana_eval.data.evalplus_release import load_problems, dataset_hash\n"
             f"print(dataset_hash(load_problems('mbpp', version='v0.2.0', source={str(FIXTURE)!r})))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == dataset_hash(problems)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.evalplus_data import load_problems
-from kanana_eval.evalplus_exec import check_solutions, expected_outputs
+from kanana_eval.data.evalplus_release import load_problems
+from kanana_eval.scoring.evalplus.execute import check_solutions, expected_outputs
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM, CachingLM, hash_args
 
-from kanana_eval.generation_stage import joined
+from kanana_eval.engine.generation_stage import joined
 
 
 class RecordingLM(LM):

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from lm_eval.api.model import LM
 
-from kanana_eval.errors import ConfigError
-from kanana_eval.ifeval_scoring import METRICS, ifeval_aggregate, ifeval_item, ifeval_metrics
-from kanana_eval.lmeval_tasks import build_tasks
-from kanana_eval.protocol import BenchmarkSpec, load_task
-from kanana_eval.punkt import ensure_punkt_tab
-from kanana_eval.results_io import validate
-from kanana_eval.scoring import aggregate, items_from_samples, mean_stderr
+from kanana_eval.config.protocol import BenchmarkSpec, load_task
+from kanana_eval.core.errors import ConfigError
+from kanana_eval.data.punkt import ensure_punkt_tab
+from kanana_eval.results.io import validate
+from kanana_eval.scoring.base import aggregate, items_from_samples, mean_stderr
+from kanana_eval.scoring.ifeval import METRICS, ifeval_aggregate, ifeval_item, ifeval_metrics
+from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 SPEC = BenchmarkSpec(id="ifeval@instruct", protocol="instruct", column="IFEval",
                      task=load_task("ifeval"), num_fewshot=0, metric="ifeval_strict_mean",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kanana_eval.judge_answers import GenerationSettings, generate_answers
+from kanana_eval.scoring.judge.answers import GenerationSettings, generate_answers
 
 QUESTIONS = [
     {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]},

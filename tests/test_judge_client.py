@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from openai_judge_server import UNPARSABLE_TEXT, JudgeServer, expected_rating
 
-from kanana_eval.errors import KananaError
-from kanana_eval.judge_client import (
+from kanana_eval.core.errors import KananaError
+from kanana_eval.scoring.judge.client import (
     JudgeClient,
     JudgeConfig,
     JudgeError,

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from kanana_eval import judge_data
-from kanana_eval.errors import ConfigError, DataUnavailableError
-from kanana_eval.hashing import file_sha256
-from kanana_eval.judge_data import (
+from kanana_eval.core.errors import ConfigError, DataUnavailableError
+from kanana_eval.core.hashing import file_sha256
+from kanana_eval.data import judge_bench as judge_data
+from kanana_eval.data.judge_bench import (
     FASTCHAT_RAW_ENV,
     KOMT_PINS,
     KOMT_RAW_ENV,
     MT_BENCH_PINS,
     load_judge_bench,
 )
-from kanana_eval.offline_sources import (
+from kanana_eval.data.offline_sources import (
     FASTCHAT_COMMIT,
     KOMT_COMMIT,
     SOURCES,

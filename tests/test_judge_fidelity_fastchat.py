@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from fastchat.llm_judge.show_result import display_result_single
 
-from kanana_eval.judge_scoring import (
+from kanana_eval.scoring.judge.fastchat import (
     LanguagePenalty,
     answers_from_fastchat,
     export_fastchat_answers,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from openai_judge_server import JudgeServer, expected_rating
 
-from kanana_eval.cli import main
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.cli.main import main
+from kanana_eval.results.io import load_run, read_jsonl
 
 LIMIT = 3  # questions per benchmark: 2 turns each
 
@@ -48,8 +48,8 @@ def only_run(out: Path) -> Path:
 
 def planned(mirror: Path) -> list[dict]:
     """The MT-Bench questions a --limit LIMIT run asks (spread over the categories)."""
-    from kanana_eval.judge_data import load_judge_bench
-    from kanana_eval.judge_stage import plan_questions, planned_questions
+    from kanana_eval.data.judge_bench import load_judge_bench
+    from kanana_eval.scoring.judge.stage import plan_questions, planned_questions
 
     data = load_judge_bench("mt_bench", mirror)
     return planned_questions(data, plan_questions(data, LIMIT))

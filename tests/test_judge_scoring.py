@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from fastchat.conversation import get_conv_template
 
-from kanana_eval.errors import ConfigError, DataUnavailableError, ResultsError
-from kanana_eval.judge_scoring import (
+from kanana_eval.core.errors import ConfigError, DataUnavailableError, ResultsError
+from kanana_eval.scoring.judge.fastchat import (
     NEED_REF_CATEGORIES,
     JudgeTask,
     LanguagePenalty,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from kanana_eval.limits import spread_limit
+from kanana_eval.tasks.limits import spread_limit
 
 
 def test_no_limit_or_large_limit_takes_everything():

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from kanana_eval.errors import DataUnavailableError
-from kanana_eval.lmeval_tasks import build_tasks, leaf_task_names, task_config
-from kanana_eval.protocol import load_protocol
+from kanana_eval.config.protocol import load_protocol
+from kanana_eval.core.errors import DataUnavailableError
+from kanana_eval.tasks.lm_eval_bridge import build_tasks, leaf_task_names, task_config
 
 
 def _spec(bench: str):
@@ -38,8 +38,8 @@ def test_code_tasks_build_without_loading_the_evaluate_metric(offline_mirror):
     # import loads the hub `evaluate` metric (impossible offline, and it runs code in-process).
     code = (
         "import sys; from pathlib import Path\n"
-        "from kanana_eval.lmeval_tasks import build_tasks\n"
-        "from kanana_eval.protocol import load_protocol\n"
+        "from kanana_eval.tasks.lm_eval_bridge import build_tasks\n"
+        "from kanana_eval.config.protocol import load_protocol\n"
         "spec = next(b for b in load_protocol('base').benchmarks if b.id == 'humaneval@base')\n"
         f"(bt,) = build_tasks(spec, Path({str(offline_mirror)!r}))\n"
         "assert len(bt.task.eval_docs) == 164, len(bt.task.eval_docs)\n"

@@ -24,17 +24,17 @@ import pytest
 import yaml
 from datasets import ClassLabel, Features, List, Value
 
-from kanana_eval import offline_sources
-from kanana_eval.errors import DataUnavailableError, KananaError
-from kanana_eval.fingerprint import dataset_fingerprint
-from kanana_eval.hashing import file_sha256
-from kanana_eval.mirror import (
+from kanana_eval.core.errors import DataUnavailableError, KananaError
+from kanana_eval.core.hashing import file_sha256
+from kanana_eval.data import offline_sources
+from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
+from kanana_eval.data.mirror import (
     RECORD_NAME,
     build_mirror,
     main_build_mirror,
     mirror_info,
 )
-from kanana_eval.offline_sources import (
+from kanana_eval.data.offline_sources import (
     FASTCHAT_COMMIT,
     KOMT_COMMIT,
     KOMT_REPO_PATHS,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.errors import KananaError, UnknownModelError
-from kanana_eval.offline_models import (
+from kanana_eval.core.errors import KananaError, UnknownModelError
+from kanana_eval.data.offline_models import (
     MARKER_NAME,
     OFFLINE_MODELS,
     GGUFPart,

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from kanana_eval.cli import main
-from kanana_eval.lmeval_tasks import lm_eval_tasks_root
-from kanana_eval.results_io import read_jsonl
-from kanana_eval.sandbox import run_programs
+from kanana_eval.cli.main import main
+from kanana_eval.results.io import read_jsonl
+from kanana_eval.scoring.sandbox.runner import run_programs
+from kanana_eval.tasks.lm_eval_bridge import lm_eval_tasks_root
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ MODEL_KEY = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def model_folder() -> Path:
-    from kanana_eval.offline_models import ensure_hf_folder
+    from kanana_eval.data.offline_models import ensure_hf_folder
 
     return ensure_hf_folder(MODEL_KEY)
 

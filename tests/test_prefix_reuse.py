@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from model_threads import one_thread
 
-from kanana_eval.prefix_reuse import build_rows, common_prefix, fed_row, plan_groups
+from kanana_eval.engine.prefix_reuse import build_rows, common_prefix, fed_row, plan_groups
 
 TOLERANCE = 1e-4
 
@@ -185,7 +185,7 @@ def tiny(request: pytest.FixtureRequest) -> TinyCase:
 
 
 def _fast(folder: Path, **kwargs: Any) -> Any:
-    from kanana_eval.hf_fast import FastHFLM
+    from kanana_eval.engine.hf_fast import FastHFLM
 
     return FastHFLM(str(folder), dtype="float32", device="cpu", max_length=MAX_LENGTH, **kwargs)
 
@@ -258,8 +258,8 @@ MMLU_QUESTIONS = 10
 
 @pytest.fixture(scope="module")
 def mmlu(offline_mirror: Path) -> Iterator[tuple[Any, list[Any]]]:
-    from kanana_eval.lmeval_tasks import build_tasks
-    from kanana_eval.protocol import select_benchmarks
+    from kanana_eval.config.protocol import select_benchmarks
+    from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
     spec = select_benchmarks(["base"], ["mmlu"])[0]
     assert spec.num_fewshot == 5
@@ -269,7 +269,7 @@ def mmlu(offline_mirror: Path) -> Iterator[tuple[Any, list[Any]]]:
 
 def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
     """5-shot MMLU through the runner, as the bench's MMLUWorkload.run_ours does."""
-    from kanana_eval.runner import collect_items
+    from kanana_eval.pipeline.run import collect_items
 
     plan = {spec.id: {bt.name: MMLU_QUESTIONS for bt in built}}
     return collect_items(lm, [spec], {spec.id: built}, plan, cache_path=None)[spec.id]
@@ -280,8 +280,8 @@ def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
 def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_thread):
     from lm_eval.models.huggingface import HFLM
 
-    from kanana_eval.hf_fast import FastHFLM
-    from kanana_eval.offline_models import ensure_hf_folder
+    from kanana_eval.data.offline_models import ensure_hf_folder
+    from kanana_eval.engine.hf_fast import FastHFLM
 
     spec, built = mmlu
     folder = str(ensure_hf_folder(model_key))
@@ -319,9 +319,9 @@ def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thr
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from kanana_eval.hf_fast import FastHFLM
-    from kanana_eval.offline_models import ensure_hf_folder
-    from kanana_eval.offline_sources import read_humaneval_plus
+    from kanana_eval.data.offline_models import ensure_hf_folder
+    from kanana_eval.data.offline_sources import read_humaneval_plus
+    from kanana_eval.engine.hf_fast import FastHFLM
 
     folder = str(ensure_hf_folder("gemma-3-270m"))
     prefix = "".join(row["prompt"] for row in read_humaneval_plus()[:6])
@@ -338,7 +338,7 @@ def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thr
 
 
 def test_packed_rows_stop_at_the_token_budget_but_always_take_one() -> None:
-    from kanana_eval.prefix_reuse import _within_tokens
+    from kanana_eval.engine.prefix_reuse import _within_tokens
 
     assert _within_tokens([7, 8, 9], [40, 50, 60], 100) == [7, 8]
     assert _within_tokens([7, 8], [500, 10], 100) == [7]  # one row even above the budget

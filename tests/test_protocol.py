@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kanana_eval.errors import UnknownBenchmarkError
-from kanana_eval.lmeval_tasks import lm_eval_tasks_root, load_yaml_with_refs
-from kanana_eval.protocol import load_protocol, select_benchmarks
+from kanana_eval.config.protocol import load_protocol, select_benchmarks
+from kanana_eval.core.errors import UnknownBenchmarkError
+from kanana_eval.tasks.lm_eval_bridge import lm_eval_tasks_root, load_yaml_with_refs
 
 
 def test_base_protocol_is_the_readme_table_in_column_order():

@@ -23,8 +23,8 @@ import pytest
 from nltk.data import FileSystemPathPointer
 from nltk.tokenize.punkt import PunktSentenceTokenizer, load_punkt_params
 
-from kanana_eval import punkt
-from kanana_eval.errors import DataUnavailableError
+from kanana_eval.core.errors import DataUnavailableError
+from kanana_eval.data import punkt
 
 UTIL = "lm_eval.tasks.ifeval.instructions_util"
 SOURCE = punkt.source_file()  # located before any test hides the package

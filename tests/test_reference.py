@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.paths import resource_dir
-from kanana_eval.reference import (
+from kanana_eval.core.paths import resource_dir
+from kanana_eval.results.reference import (
     ReferenceDataError,
     ReferenceTable,
     Source,
@@ -21,7 +21,7 @@ from kanana_eval.reference import (
     published_score,
     table_from_parsed,
 )
-from kanana_eval.reference_specs import TABLE_SPECS, reference_only_columns
+from kanana_eval.results.reference_specs import TABLE_SPECS, reference_only_columns
 
 BASE_BENCHMARKS = [
     ("MMLU", "mmlu@base"),

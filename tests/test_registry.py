@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kanana_eval.errors import UnknownModelError
-from kanana_eval.registry import load_registry
+from kanana_eval.config.registry import load_registry
+from kanana_eval.core.errors import UnknownModelError
 
 
 def test_registry_key_resolves_to_hub_checkpoint_with_readme_row():

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.errors import ResultsError
-from kanana_eval.reference import (
-    ReferenceDataError,
-    ReferenceTable,
-    Source,
-    TableSpec,
-    get_reference_table,
-    parse_readme_tables,
-    table_from_parsed,
-)
+from kanana_eval.core.errors import ResultsError
 from kanana_eval.report import (
     build_table_view,
     load_run_row,
@@ -26,6 +17,15 @@ from kanana_eval.report import (
     render_report,
 )
 from kanana_eval.report.formatting import ScaleError, format_delta, format_number
+from kanana_eval.results.reference import (
+    ReferenceDataError,
+    ReferenceTable,
+    Source,
+    TableSpec,
+    get_reference_table,
+    parse_readme_tables,
+    table_from_parsed,
+)
 
 HEADINGS = {  # table id -> (release heading, table heading), as the README prints them
     "kanana-1.5-base": ("\n# Kanana 1.5\n", "\n### Base Model Evaluation\n"),

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.cli import main
-from kanana_eval.errors import ResultsError
-from kanana_eval.reference import load_reference_tables
+from kanana_eval.cli.main import main
+from kanana_eval.core.errors import ResultsError
 from kanana_eval.report.page import benchmark_views, radar_series, run_dashboard
 from kanana_eval.report.tables import load_run_row
 from kanana_eval.report.update import update_text
-from kanana_eval.results_io import write_json, write_jsonl
+from kanana_eval.results.io import write_json, write_jsonl
+from kanana_eval.results.reference import load_reference_tables
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -51,7 +51,7 @@ def make_run(folder: Path, *, values: dict[str, tuple[float, float | None]] | No
 
 def test_deltas_against_the_models_readme_row_are_flagged_beyond_the_error_bar(tmp_path):
     run = make_run(tmp_path / "run")
-    from kanana_eval.results_io import read_json
+    from kanana_eval.results.io import read_json
 
     views = {v.benchmark: v for v in benchmark_views(read_json(run / "scores.json"), load_reference_tables())}
     ifeval = views["ifeval@instruct"]  # Kanana-1.5-8B IFEval is published as 80.11 (two tables)
@@ -67,7 +67,7 @@ def test_deltas_against_the_models_readme_row_are_flagged_beyond_the_error_bar(t
 
 def test_radar_puts_the_run_beside_the_published_kanana_models(tmp_path):
     run = make_run(tmp_path / "run")
-    from kanana_eval.results_io import read_json
+    from kanana_eval.results.io import read_json
 
     table = next(t for t in load_reference_tables() if t.id == "kanana-1.5-instruct")
     axes, series = radar_series(read_json(run / "scores.json"), table)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kanana_eval.errors import ResultsError
-from kanana_eval.results_io import read_jsonl, validate, write_json, write_jsonl
+from kanana_eval.core.errors import ResultsError
+from kanana_eval.results.io import read_jsonl, validate, write_json, write_jsonl
 
 ITEM = {"schema_version": 1, "benchmark": "gsm8k@base", "item_id": "3", "prompt": "Q", "output": "A",
         "extracted": "18", "target": "18", "score": 1.0, "verdict": "correct"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.results.io import load_run, read_jsonl
 
 
 def _cached_rows(cache_root: Path) -> int:
@@ -29,7 +29,7 @@ def _cached_rows(cache_root: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_mid_run_then_same_command_resumes_with_equal_scores(tiny_llama, offline_mirror, tmp_path):
-    cmd = [sys.executable, "-m", "kanana_eval.cli", "-v", "run", "--model", str(tiny_llama),
+    cmd = [sys.executable, "-m", "kanana_eval.cli.main", "-v", "run", "--model", str(tiny_llama),
            "--data-dir", str(offline_mirror), "--benchmarks", "gsm8k", "--limit", "10",
            "--batch-size", "1"]
     env = {**os.environ, "KANANA_EVAL_CACHE": str(tmp_path / "cache")}

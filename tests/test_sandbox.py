@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kanana_eval import sandbox
-from kanana_eval.errors import KananaError
-from kanana_eval.sandbox import ExecutionResult, run_calls, run_program, run_programs
+from kanana_eval.core.errors import KananaError
+from kanana_eval.scoring.sandbox import runner as sandbox
+from kanana_eval.scoring.sandbox.runner import ExecutionResult, run_calls, run_program, run_programs
 
 LANDLOCK = sandbox._landlock_abi()
 needs_landlock = pytest.mark.skipif(LANDLOCK == 0, reason="this kernel has no Landlock")

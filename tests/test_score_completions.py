@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kanana_eval.answers import gsm8k_target
-from kanana_eval.cli import main
-from kanana_eval.results_io import load_run, read_jsonl
-from kanana_eval.runner import summary_line  # noqa: F401  (the CLI prints it)
+from kanana_eval.cli.main import main
+from kanana_eval.pipeline.run import summary_line  # noqa: F401  (the CLI prints it)
+from kanana_eval.results.io import load_run, read_jsonl
+from kanana_eval.scoring.answer_rules import gsm8k_target
 
 
 def _gsm8k_rows(mirror, n: int) -> list[dict]:
@@ -82,7 +82,7 @@ def test_bad_completions_are_one_line_errors_and_write_nothing(offline_mirror, t
 
 
 def test_evalplus_samples_format_is_scored_as_evalplus_reads_it(offline_mirror, tmp_path, capsys):
-    from kanana_eval.evalplus_data import load_problems
+    from kanana_eval.data.evalplus_release import load_problems
 
     problems = load_problems("humaneval", version="v0.1.10",
                              source=offline_mirror / "evalplus/HumanEvalPlus/HumanEvalPlus-v0.1.10.jsonl.gz")

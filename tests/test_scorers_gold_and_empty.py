@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from lm_eval.api.model import LM
 
-from kanana_eval.lmeval_tasks import build_tasks
-from kanana_eval.protocol import load_protocol
-from kanana_eval.runner import collect_items, plan_limits
-from kanana_eval.scoring import aggregate
+from kanana_eval.config.protocol import load_protocol
+from kanana_eval.pipeline.run import collect_items, plan_limits
+from kanana_eval.scoring.base import aggregate
+from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 # What a perfect model would generate, per benchmark, read from the document itself.
 GOLD_COMPLETION = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kanana_eval.cli import main
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.cli.main import main
+from kanana_eval.results.io import load_run, read_jsonl
 
 BENCHMARKS = ["ifeval@instruct", "humaneval_plus@instruct", "mbpp_plus@instruct", "gsm8k@instruct",
               "math@instruct", "mmlu_cot@instruct", "kmmlu_cot@instruct"]

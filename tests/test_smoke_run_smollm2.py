@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kanana_eval.cli import main
-from kanana_eval.results_io import load_run, read_jsonl
+from kanana_eval.cli.main import main
+from kanana_eval.results.io import load_run, read_jsonl
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ def test_wheel_contains_design_card_folders_and_package_data(wheel: Path) -> Non
 
 def test_installed_package_and_resources_come_from_the_target(installed) -> None:
     target, env, cwd = installed
-    code = ("import kanana_eval; from kanana_eval.paths import resource_dir; "
+    code = ("import kanana_eval; from kanana_eval.core.paths import resource_dir; "
             "print(kanana_eval.__file__); "
             "print(*(resource_dir(n) for n in "
             "('tasks', 'protocols', 'results/reference', 'reports/templates')), sep='\\n')")

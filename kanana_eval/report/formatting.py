@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from kanana_eval.errors import KananaError
+from kanana_eval.core.errors import KananaError
 
 DECIMALS = {"percent": 2, "judge_1_10": 2, "fraction": 3}
 _PER_UNIT = {"percent": Decimal(100), "fraction": Decimal(1)}

@@ -18,9 +18,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from kanana_eval.reference import ReferenceTable, published_cells
 from kanana_eval.report.formatting import format_delta, format_number
-from kanana_eval.results_io import read_json, read_jsonl
+from kanana_eval.results.io import read_json, read_jsonl
+from kanana_eval.results.reference import ReferenceTable, published_cells
 
 ITEMS_SHOWN = 300  # per benchmark on the page; the rest stay in items/<benchmark>.jsonl
 TEXT_SHOWN = 600  # characters of prompt / output per item on the page

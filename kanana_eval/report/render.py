@@ -17,14 +17,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 import kanana_eval
-from kanana_eval.errors import ResultsError
-from kanana_eval.paths import resource_dir
-from kanana_eval.reference import (
-    ReferenceDataError,
-    ReferenceTable,
-    get_reference_table,
-    load_reference_tables,
-)
+from kanana_eval.core.errors import ResultsError
+from kanana_eval.core.paths import resource_dir
 from kanana_eval.report.formatting import format_number
 from kanana_eval.report.page import run_dashboard
 from kanana_eval.report.tables import (
@@ -37,7 +31,13 @@ from kanana_eval.report.tables import (
     build_table_view,
     load_run_row,
 )
-from kanana_eval.results_io import read_json
+from kanana_eval.results.io import read_json
+from kanana_eval.results.reference import (
+    ReferenceDataError,
+    ReferenceTable,
+    get_reference_table,
+    load_reference_tables,
+)
 
 
 @functools.lru_cache(maxsize=4)

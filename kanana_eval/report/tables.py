@@ -17,17 +17,17 @@ from pathlib import Path
 
 import jsonschema
 
-from kanana_eval.errors import ResultsError
-from kanana_eval.reference import (
+from kanana_eval.core.errors import ResultsError
+from kanana_eval.report.formatting import format_delta, format_number
+from kanana_eval.results.io import schema_validator
+from kanana_eval.results.reference import (
     Column,
     PublishedCell,
     ReferenceTable,
     load_reference_tables,
     published_cells,
 )
-from kanana_eval.reference_specs import reference_only_columns
-from kanana_eval.report.formatting import format_delta, format_number
-from kanana_eval.results_io import schema_validator
+from kanana_eval.results.reference_specs import reference_only_columns
 
 SMOKE_MARK = "§"
 DELTA_PREFIX = "Δ vs "

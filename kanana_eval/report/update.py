@@ -21,9 +21,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from kanana_eval.errors import ResultsError
-from kanana_eval.reference import ReferenceDataError, get_reference_table, load_reference_tables
+from kanana_eval.core.errors import ResultsError
 from kanana_eval.report.tables import RunRow
+from kanana_eval.results.reference import (
+    ReferenceDataError,
+    get_reference_table,
+    load_reference_tables,
+)
 
 _OPEN = re.compile(r"<!--\s*kanana-eval:table\s+([A-Za-z0-9_.\-]+)((?:\s+\w+=\w+)*)\s*-->")
 _CLOSE = re.compile(r"<!--\s*/kanana-eval:table\s*-->")

@@ -1,0 +1,431 @@
+"""The transformers engine: lm-eval's HFLM with prefix reuse, per-row stopping and memory batching.
+
+`FastHFLM` is lm-eval's own HFLM (same tokenization, truncation, chat templates, request cache)
+with three paths replaced:
+
+* log-likelihood: rows that share a long token prefix run it once (kanana_eval.prefix_reuse);
+* generation: continuous batching in which each row stops on its own (kanana_eval.batched_generation);
+* batch size: `auto` is computed from free memory and sequence length (kanana_eval.batch_memory)
+  instead of lm-eval's detect-by-OOM, which never triggers on a CPU.
+
+Anything else (rolling log-likelihood, seq2seq models, generation kwargs the loop does not
+reproduce) goes to HFLM's own code. `ModelRunner` holds the model calls and cache surgery both
+paths share, written against transformers' Cache API (`cache=` from 5.x, `past_key_values=` before).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lm_eval.models.huggingface import HFLM
+
+from kanana_eval.engine.batch_memory import BatchPlanner, ModelShape
+from kanana_eval.engine.batched_generation import (
+    SUPPORTED_KWARGS,
+    ContinuousBatcher,
+    GenerationStats,
+    Prompt,
+    Sampling,
+    unsupported_config_fields,
+)
+from kanana_eval.engine.prefix_reuse import DEFAULT_MIN_PREFIX, ScoreStats, score_requests
+
+log = logging.getLogger("kanana_eval")
+
+
+@dataclass
+class ModelRunner:
+    """Forward calls and KV-cache operations for one causal LM, across transformers versions."""
+
+    model: Any
+    device: Any
+    autocast_dtype: Any = None
+    softmax_dtype: Any = None
+    tokenizer: Any = None
+    cache_arg: str = "cache"
+    keeps_logits: bool = True
+    _can_pad: bool | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_model(cls, model: Any, device: Any, *, autocast_dtype: Any = None, softmax_dtype: Any = None,
+                  tokenizer: Any = None) -> ModelRunner:
+        params = inspect.signature(model.forward).parameters
+        cache_arg = "cache" if "cache" in params else "past_key_values"
+        return cls(model, device, autocast_dtype, softmax_dtype, tokenizer, cache_arg,
+                   "logits_to_keep" in params)
+
+    # ------------------------------------------------------------------ forward
+    def autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype,
+                              enabled=self.autocast_dtype is not None)
+
+    def forward(self, input_ids: Any, *, cache: Any = None, use_cache: bool = False, keep: Any = 0,
+                attention_mask: Any = None, position_ids: Any = None) -> tuple[Any, Any]:
+        """(logits of the last `keep` positions, or all when 0, or of the positions in a 1-D index
+        tensor `keep`; the cache after this forward)."""
+        import torch
+
+        by_index = isinstance(keep, torch.Tensor)
+        extra: dict[str, Any] = {}
+        if self.keeps_logits and (by_index or keep):
+            extra["logits_to_keep"] = keep if by_index else int(keep)
+        logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids, extra)
+        if not self.keeps_logits and by_index:
+            logits = logits[:, keep.to(logits.device), :]
+        elif not self.keeps_logits and keep:
+            logits = logits[:, -keep:, :]
+        return logits, new_cache
+
+    def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any, position_ids: Any,
+              extra: dict[str, Any]) -> tuple[Any, Any]:
+        import torch
+
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": use_cache, **extra}
+        if cache is not None:
+            kwargs[self.cache_arg] = cache
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        with torch.no_grad(), self.autocast():
+            out = self.model(**kwargs)
+        # Read the output under the name this transformers version uses: asking a 5.x output for
+        # `past_key_values` logs a deprecation warning (with use_cache=False the cache is None).
+        return out.logits, getattr(out, self.cache_arg, None)
+
+    @property
+    def mask_dtype(self) -> Any:
+        """The dtype an additive 4-D attention mask must have for this model."""
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ memory
+    @staticmethod
+    def is_out_of_memory(exc: BaseException) -> bool:
+        import torch
+
+        oom = getattr(torch.cuda, "OutOfMemoryError", ())
+        return (bool(oom) and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+    @staticmethod
+    def release_memory() -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ cache operations
+    @staticmethod
+    def _layers(cache: Any) -> list[Any] | None:
+        return getattr(cache, "layers", None)
+
+    def expand_cache(self, cache: Any, rows: int) -> Any:
+        """A cache for `rows` rows that all continue `cache`'s single row; `cache` stays intact.
+
+        Layers are shallow-copied with broadcast views, so the only copy made is the one the
+        next forward's concatenation makes anyway.
+        """
+        layers = self._layers(cache)
+        if layers is None or any(not isinstance(getattr(layer, "keys", None), _tensor_type())
+                                 for layer in layers):
+            clone = copy.deepcopy(cache)
+            if rows > 1:
+                clone.batch_repeat_interleave(rows)
+            return clone
+        clone = copy.copy(cache)
+        clone.layers = []
+        for layer in layers:
+            twin = copy.copy(layer)
+            twin.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+            twin.values = layer.values.expand(rows, *layer.values.shape[1:])
+            clone.layers.append(twin)
+        return clone
+
+    @property
+    def can_pad_batches(self) -> bool:
+        """True when rows of different lengths can share a left-padded batch exactly.
+
+        Needs plain full-attention cache layers: a sliding window counts cache slots, so padding
+        would move it, and other layer types (linear attention, quantised) hold other state.
+        """
+        if self._can_pad is None:
+            self._can_pad = self._probe_padding()
+        return self._can_pad
+
+    def _probe_padding(self) -> bool:
+        import torch
+
+        text = self.model.config
+        if hasattr(text, "get_text_config"):
+            text = text.get_text_config()
+        types = getattr(text, "layer_types", None)
+        if types and any(t != "full_attention" for t in types):
+            return False
+        if not types and getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
+            return False
+        try:
+            from transformers.cache_utils import DynamicLayer
+        except ImportError:
+            return False
+        ids = torch.zeros((1, 2), dtype=torch.long, device=self.device)
+        _, cache = self.forward(ids, use_cache=True, keep=1)
+        layers = self._layers(cache)
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def _map_layers(self, cache: Any, fn: Any) -> Any:
+        for layer in self._layers(cache) or []:
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys, layer.values = fn(layer.keys), fn(layer.values)
+        return cache
+
+    def left_pad_cache(self, cache: Any, n: int) -> Any:
+        import torch
+
+        def pad(t: Any) -> Any:
+            return torch.cat([t.new_zeros((t.shape[0], t.shape[1], n, t.shape[3])), t], dim=2)
+
+        return self._map_layers(cache, pad)
+
+    def concat_caches(self, first: Any, second: Any) -> Any:
+        import torch
+
+        for a, b in zip(self._layers(first) or [], self._layers(second) or [], strict=True):
+            a.keys = torch.cat([a.keys, b.keys], dim=0)
+            a.values = torch.cat([a.values, b.values], dim=0)
+        return first
+
+    def select_rows(self, cache: Any, index: Any) -> Any:
+        return self._map_layers(cache, lambda t: t.index_select(0, index.to(t.device)))
+
+    def trim_left(self, cache: Any, n: int) -> Any:
+        return self._map_layers(cache, lambda t: t[:, :, n:, :])
+
+    def stop_token_window(self, stops: Sequence[str]) -> int:
+        """Tokens that can spell the longest stop string (lm-eval looks back this + 2)."""
+        if self.tokenizer is None:
+            return max((len(s) for s in stops), default=1)
+        return max((len(self.tokenizer.encode(s, add_special_tokens=False)) for s in stops), default=1)
+
+
+def _tensor_type() -> type:
+    import torch
+
+    return torch.Tensor
+
+
+class FastHFLM(HFLM):
+    """lm-eval's HFLM, faster: prefix reuse, per-row stopping, a batch size that fits in memory."""
+
+    def __init__(self, pretrained: Any, *, prefix_cache: bool = True, batch_size: int | str = "auto",
+                 batch_cap: int | None = None, min_prefix: int = DEFAULT_MIN_PREFIX,
+                 **kwargs: Any) -> None:
+        from_memory = str(batch_size) == "auto"
+        super().__init__(pretrained, batch_size=1 if from_memory else int(batch_size), **kwargs)
+        self.prefix_cache = bool(prefix_cache)
+        self.min_prefix = int(min_prefix)
+        dtype = next(self.model.parameters()).dtype
+        self.planner = BatchPlanner(
+            ModelShape.from_config(self.model.config), dtype_bytes=dtype.itemsize,
+            device=str(self.device), fixed_size=None if from_memory else int(batch_size), cap=batch_cap)
+        self.runner = ModelRunner.for_model(
+            self.model, self.device, autocast_dtype=self.mixed_precision_dtype,
+            softmax_dtype=self.softmax_dtype, tokenizer=self.tokenizer)
+        self.score_stats = ScoreStats()
+        self.generation_stats = GenerationStats()
+        self.delegated: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ record
+    def speed_record(self) -> dict[str, Any]:
+        """What the manifest records about how requests were computed."""
+        return {
+            "prefix_cache": self.prefix_cache, "min_prefix_tokens": self.min_prefix,
+            "batching": self.planner.describe(),
+            "loglikelihood": {**vars(self.score_stats),
+                              "suffixes_packed": self.prefix_cache and self.runner.can_pad_batches},
+            "generation": {**vars(self.generation_stats), "per_row_stopping": True,
+                           "rows_padded_together": self.runner.can_pad_batches},
+            "delegated_to_lm_eval": dict(self.delegated),
+        }
+
+    @contextlib.contextmanager
+    def _plain_batch(self, kind: str, tokens: int) -> Iterator[None]:
+        """HFLM's own path for what is not handled here, at a batch size that fits in memory."""
+        self.delegated[kind] = self.delegated.get(kind, 0) + 1
+        saved = self.batch_size_per_gpu
+        self.batch_size_per_gpu = self.planner.choose(kind, cached_tokens=0, new_tokens=tokens,
+                                                      kept_logits=tokens)
+        try:
+            yield
+        finally:
+            self.batch_size_per_gpu = saved
+
+    # ------------------------------------------------------------------ log-likelihood
+    def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
+                              disable_tqdm: bool = False, override_bs: int | None = None,
+                              ) -> list[tuple[float, bool]]:
+        if not requests:
+            return []
+        if self.backend != "causal" or any(req[0] is None for req in requests):
+            # rolling windows (perplexity) and seq2seq: lm-eval's own code
+            with self._plain_batch("loglikelihood_plain", self.max_length):
+                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm,
+                                                     override_bs=override_bs)
+        from tqdm import tqdm
+
+        for _key, context, continuation in requests:
+            assert len(context) > 0 and len(continuation) > 0
+            assert len(continuation) <= self.max_length
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0,
+                   desc="Running loglikelihood requests")
+
+        def on_result(index: int, answer: tuple[float, bool]) -> None:
+            key = requests[index][0]
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+            bar.update(1)
+
+        def batch_size(prefix: int, suffix: int, kept: int) -> int:
+            return self.planner.choose("loglikelihood", cached_tokens=prefix, new_tokens=suffix,
+                                       kept_logits=kept)
+
+        try:
+            results, stats = score_requests(self.runner, requests, max_length=self.max_length,
+                                            batch_size=batch_size, reuse=self.prefix_cache,
+                                            min_prefix=self.min_prefix, on_result=on_result)
+        finally:
+            bar.close()
+        self.score_stats.add(stats)
+        return results
+
+    # ------------------------------------------------------------------ generation
+    def _generation_plan(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int, Sampling] | None:
+        """(stop strings, token limit, sampling) as HFLM would use them, or None to delegate."""
+        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+        kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+        max_gen_toks = int(kwargs.pop("max_gen_toks"))
+        # HFLM._model_generate: temperature 0 means greedy and is then dropped
+        kwargs["temperature"] = kwargs.get("temperature", 0.0)
+        if kwargs["temperature"] == 0.0 and kwargs.get("do_sample") is None:
+            kwargs["do_sample"] = False
+        if kwargs.get("do_sample") is False and kwargs["temperature"] == 0.0:
+            kwargs.pop("temperature")
+        if set(kwargs) - SUPPORTED_KWARGS:
+            return None
+        config = getattr(self.model, "generation_config", None)
+        if unsupported_config_fields(config):
+            return None
+        return until, max_gen_toks, Sampling.from_kwargs(kwargs, config)
+
+    def _eos_ids(self) -> list[int]:
+        config = getattr(self.model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+    def _finish_text(self, tokens: list[int], until: list[str]) -> str:
+        """HFLM's post-processing of a row's tokens: thinking marker, decode, cut at stops."""
+        from lm_eval.models.utils import postprocess_generated_text
+
+        if isinstance(self.think_end_token, int):
+            found = [i for i, t in enumerate(tokens) if t == self.think_end_token]
+            if found:
+                tokens = tokens[found[-1] + 1:]
+        text = self.tok_decode(tokens)
+        if isinstance(self.think_end_token, int):
+            text = text.lstrip()
+        return postprocess_generated_text(
+            generation=text, stop=until,
+            think_end_token=self.think_end_token if isinstance(self.think_end_token, str) else None)
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        if not requests:
+            return []
+        if self.backend != "causal":
+            with self._plain_batch("generate_until_plain", self.max_length):
+                return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        from tqdm import tqdm
+
+        # One pass for everything that samples alike: stop strings and token limits are per row,
+        # so greedy requests of every benchmark share the batches (sorted by length).
+        plans: dict[str, tuple[list[str], int, Sampling] | None] = {}
+        groups: dict[Sampling | None, list[int]] = {}
+        for index, request in enumerate(requests):
+            key = json.dumps(request.args[1], sort_keys=True, default=str)
+            if key not in plans:
+                plans[key] = self._generation_plan(request.args[1])
+            plan = plans[key]
+            groups.setdefault(plan[2] if plan is not None else None, []).append(index)
+        results: list[str | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0,
+                   desc="Running generate_until requests")
+        try:
+            for sampling, indices in groups.items():
+                if sampling is None:
+                    with self._plain_batch("generate_until_plain", self.max_length):
+                        outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=True)
+                    for i, text in zip(indices, outputs, strict=True):
+                        results[i] = text
+                    bar.update(len(indices))
+                    continue
+                row_plans = {}
+                for i in indices:
+                    plan = plans[json.dumps(requests[i].args[1], sort_keys=True, default=str)]
+                    assert plan is not None
+                    row_plans[i] = plan
+                self._generate_group(requests, indices, row_plans, sampling, results, bar)
+        finally:
+            bar.close()
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _generate_group(self, requests: list[Any], indices: list[int],
+                        plans: dict[int, tuple[list[str], int, Sampling]], sampling: Sampling,
+                        results: list[str | None], bar: Any) -> None:
+        prompts: list[Prompt] = []
+        for i in indices:
+            until, max_gen_toks, _ = plans[i]
+            max_ctx_len = self.max_length - max_gen_toks
+            assert max_ctx_len > 0, (f"requested max tokens to generate ({max_gen_toks}) must be less "
+                                     f"than the model's maximum sequence length ({self.max_length})")
+            ids, _ = self.tok_batch_encode([requests[i].args[0]], left_truncate_len=max_ctx_len,
+                                           truncation=self.truncation)
+            prompts.append(Prompt(ids[0].tolist(), until, max_gen_toks))
+        order = sorted(range(len(indices)),
+                       key=lambda k: (-len(prompts[k].tokens), requests[indices[k]].args[0]))
+        ordered = [prompts[k] for k in order]
+        longest = max(len(p.tokens) + p.max_new_tokens for p in ordered)
+        rows = self.planner.choose("generate_until", cached_tokens=longest,
+                                   new_tokens=1, kept_logits=1)
+
+        def decode(tokens: list[int]) -> str:
+            return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+        def on_done(position: int, tokens: list[int]) -> None:
+            i = indices[order[position]]
+            context, gen_kwargs = requests[i].args
+            text = self._finish_text(tokens, list(ordered[position].stops))
+            results[i] = text
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+            bar.update(1)
+
+        batcher = ContinuousBatcher(self.runner, eos_ids=self._eos_ids(), decode=decode,
+                                    sampling=sampling, max_active=rows)
+        batcher.run(ordered, on_done=on_done)
+        self.generation_stats.add(batcher.stats)

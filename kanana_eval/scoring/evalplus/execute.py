@@ -1,0 +1,263 @@
+"""evalplus's base and plus tests, with the untrusted part inside kanana_eval's sandbox.
+
+evalplus's `evaluate` calls `check_correctness` → `untrusted_check`, which forks a
+multiprocessing child running `evalplus.eval.unsafe_execute` (evalplus's reliability_guard, per-input
+time limits, its comparisons and special oracles) and maps the child's outcome to
+"pass" / "fail" / "timeout". We keep `unsafe_execute` itself and run it through
+`sandbox.run_calls`: one supervisor per solution, a fresh child for the base tests and one for
+the plus tests, with our rlimits, Landlock, disk quota, nonce and process-tree kill around it.
+What `untrusted_check` does in the parent is reproduced below line for line: the per-input
+limits max(min_time_limit, gt_time_limit_factor × reference time), the wall-clock budget
+min(EVALPLUS_TIMEOUT_PER_TASK or 60, Σ limits) + 1 (+ 1 without fast_check) waited on
+with `join(timeout + 1)`, and the status mapping (no status from the child = "timeout"; "pass"
+needs every input checked and passed). Expected outputs and reference times are evalplus's
+`get_groundtruth`, computed in a subprocess and cached in our scratch folder, never in
+~/.cache/evalplus. evalplus's `evaluate` defaults are used: fast_check (stop at the first failing
+input), min_time_limit 1.0, gt_time_limit_factor 4.0.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
+from kanana_eval.core.errors import KananaError
+from kanana_eval.scoring.sandbox.runner import QUOTA_DETAIL, ExecutionResult, run_calls
+
+DATASETS = ("humaneval", "mbpp")
+FAST_CHECK = True  # evaluate(test_details=False), its default
+DETAIL_CHARS = 500
+_TARGET = "kanana_eval.scoring.evalplus.execute:sandboxed_unsafe_execute"
+
+
+class EvalplusError(KananaError):
+    """evalplus's ground truth could not be computed, or a solution list is malformed."""
+
+
+@dataclass(frozen=True)
+class PlusResult:
+    """One solution's verdicts on the base and plus tests, as evalplus's evaluate reports them."""
+
+    task_id: str
+    base_status: str  # evalplus's "pass" / "fail" / "timeout"
+    plus_status: str | None  # None when base_only
+    seconds: float
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        """evalplus's plus pass@1 criterion: base and plus tests both pass."""
+        return self.base_status == "pass" and self.plus_status == "pass"
+
+
+def expected_outputs(dataset: str, problems: dict[str, dict], scratch_dir: Path) -> dict[str, dict]:
+    """evalplus's `get_groundtruth` (outputs and reference times of the canonical solutions).
+
+    Computed once per problem set in a subprocess (the canonical solutions are dataset code, not
+    the harness's) and cached as `<scratch_dir>/<dataset>-<hash>.pkl`, evalplus's own file format.
+    """
+    from filelock import FileLock
+
+    from kanana_eval.data.evalplus_release import dataset_hash
+
+    _check_dataset(dataset)
+    scratch_dir = Path(scratch_dir)
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    key = f"{dataset}-{dataset_hash(problems)[:32]}-py{sys.version_info[0]}{sys.version_info[1]}"
+    cache = scratch_dir / f"{key}.pkl"
+    with FileLock(str(cache) + ".lock"):
+        if not cache.is_file():
+            _compute_groundtruth(dataset, problems, scratch_dir, key)
+    with open(cache, "rb") as handle:  # our own file, written by evalplus's code above
+        return pickle.load(handle)
+
+
+_GROUNDTRUTH = r"""
+import pickle, sys
+import evalplus.evaluate as evaluate
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+dataset, problems_path, cache_dir, key = sys.argv[1:5]
+with open(problems_path, "rb") as handle:
+    problems = pickle.load(handle)
+evaluate.CACHE_DIR = cache_dir  # get_groundtruth caches in evalplus.evaluate.CACHE_DIR
+evaluate.get_groundtruth(problems, key, MBPP_OUTPUT_NOT_NONE_TASKS if dataset == "mbpp" else [])
+"""
+
+
+def _compute_groundtruth(dataset: str, problems: dict[str, dict], scratch_dir: Path, key: str) -> None:
+    """Run get_groundtruth in a fresh interpreter; move its cache file into place atomically."""
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".groundtruth-") as work:
+        problems_path = Path(work) / "problems.pkl"
+        with open(problems_path, "wb") as handle:
+            pickle.dump(problems, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        done = subprocess.run(
+            [sys.executable, "-c", _GROUNDTRUTH, dataset, str(problems_path), work, key],
+            cwd=work, capture_output=True, text=True, check=False)
+        produced = Path(work) / f"{key}.pkl"
+        if done.returncode != 0 or not produced.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise EvalplusError(f"evalplus could not compute the {dataset}+ expected outputs "
+                                f"(exit code {done.returncode}): {tail[0]}")
+        os.replace(produced, scratch_dir / f"{key}.pkl")
+
+
+def check_solutions(
+    dataset: str,
+    problems: dict[str, dict],
+    solutions: Sequence[tuple[str, str]],
+    *,
+    scratch_dir: Path,
+    workers: int | None = None,
+    base_only: bool = False,
+    progress: bool = False,
+) -> list[PlusResult]:
+    """Each (task_id, full program) against evalplus's base (and plus) tests; input order kept.
+
+    `workers` defaults to evalplus's own: half the CPUs (its time limits assume an idle core).
+    """
+    _check_dataset(dataset)
+    for index, pair in enumerate(solutions):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], str)):
+            raise EvalplusError(f"solutions[{index}] must be a (task_id, source) pair")
+        if pair[0] not in problems:
+            raise EvalplusError(f"solutions[{index}]: {pair[0]!r} is not a {dataset}+ task")
+    workers = workers if workers is not None else max(1, (os.cpu_count() or 1) // 2)
+    if workers < 1:
+        raise EvalplusError(f"workers must be at least 1, got {workers}")
+    if not solutions:
+        return []
+    expected = expected_outputs(dataset, problems, scratch_dir)
+    memory_mb = _memory_mb()
+    with ThreadPoolExecutor(max_workers=min(workers, len(solutions))) as pool:
+        futures = [
+            pool.submit(_check_one, dataset, problems[task_id], source, expected[task_id],
+                        base_only, memory_mb)
+            for task_id, source in solutions
+        ]
+        if progress:
+            from tqdm import tqdm
+
+            for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{dataset}+ tests",
+                          unit="sol"):
+                pass
+        return [future.result() for future in futures]
+
+
+def _check_one(dataset: str, problem: dict[str, Any], solution: str, expected: dict[str, Any],
+               base_only: bool, memory_mb: int) -> PlusResult:
+    """`check_correctness` for one solution: base then plus, each an `untrusted_check`."""
+    kinds = ("base",) if base_only else ("base", "plus")
+    calls, timeouts = [], []
+    for kind in kinds:
+        limits = time_limits(expected[f"{kind}_time"])
+        calls.append((dataset, problem["entry_point"], solution, problem[f"{kind}_input"],
+                      expected[kind], limits, problem["atol"], FAST_CHECK))
+        timeouts.append(join_timeout(limits, FAST_CHECK))
+    results = run_calls(_TARGET, calls, timeouts_s=timeouts, memory_mb=memory_mb,
+                        preload=("evalplus.eval",),
+                        env={"EVALPLUS_MAX_MEMORY_BYTES": str(memory_mb << 20)})
+    pairs = list(zip(kinds, results, strict=True))
+    statuses = [evalplus_status(r, len(problem[f"{k}_input"])) for k, r in pairs]
+    notes = [_note(k, s, r) for (k, r), s in zip(pairs, statuses, strict=True) if s != "pass"]
+    return PlusResult(
+        task_id=problem["task_id"],
+        base_status=statuses[0],
+        plus_status=None if base_only else statuses[1],
+        seconds=sum(r.seconds for r in results),
+        detail="; ".join(notes)[:DETAIL_CHARS],
+    )
+
+
+def _note(kind: str, status: str, result: ExecutionResult) -> str:
+    """'plus: fail' when evalplus's checker ran to its end, else what stopped the sandbox."""
+    if result.status == "passed":
+        return f"{kind}: {status}"
+    prefix = "sandbox error: " if result.status == "error" else ""
+    return f"{kind}: {status} ({prefix}{result.detail})"
+
+
+def time_limits(ref_time: Sequence[float], min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,
+                gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR) -> list[float]:
+    """untrusted_check: each input's limit from the canonical solution's time on it."""
+    return [max(min_time_limit, gt_time_limit_factor * t) for t in ref_time]
+
+
+def join_timeout(limits: Sequence[float], fast_check: bool = FAST_CHECK) -> float:
+    """untrusted_check's wall clock for the whole child: `p.join(timeout=timeout + 1)`."""
+    timeout = min(float(os.getenv("EVALPLUS_TIMEOUT_PER_TASK", 60)), sum(limits)) + 1
+    if not fast_check:
+        timeout += 1  # extra time for data collection
+    return timeout + 1
+
+
+def evalplus_status(result: ExecutionResult, n_inputs: int) -> str:
+    """untrusted_check's mapping of what its child left behind to "pass" / "fail" / "timeout".
+
+    A child that returned gives (stat, details[:progress]); one that died, hung or was killed
+    leaves stat _UNKNOWN, which evalplus reports as "timeout". A disk-quota kill is a failure.
+    """
+    from evalplus.eval import _UNKNOWN, FAIL, PASS, TIMEOUT, _mapping
+
+    if result.detail.startswith(QUOTA_DETAIL):
+        return FAIL
+    stat_value, details = _UNKNOWN, []
+    if result.status == "passed" and _well_formed(result.value):
+        stat_value, details = result.value
+    stat = _mapping.get(stat_value)
+    if not stat:
+        stat = TIMEOUT
+    if stat == PASS and (len(details) != n_inputs or not all(details)):
+        stat = FAIL
+    return stat
+
+
+def _well_formed(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+            and isinstance(value[1], list))
+
+
+class _Shared:
+    """Stands in for multiprocessing.Value: unsafe_execute runs in this very process."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: list,
+                             expected: list, limits: list[float], atol: float,
+                             fast_check: bool) -> list:
+    """Runs INSIDE the sandbox child: evalplus's unsafe_execute, its outcome as JSON types."""
+    from evalplus.eval import _UNKNOWN, unsafe_execute
+
+    stat, progress = _Shared(_UNKNOWN), _Shared(0)
+    details: list[Any] = [False] * len(inputs)
+    unsafe_execute(dataset, entry_point, code, inputs, expected, limits, atol, fast_check,
+                   stat, details, progress)
+    return [int(stat.value), [bool(d) for d in details[: progress.value]]]
+
+
+def _memory_mb() -> int:
+    """evalplus's own address-space limit (4 GiB or the machine's RAM, EVALPLUS_MAX_MEMORY_BYTES)."""
+    from evalplus.eval import query_maximum_memory_bytes
+
+    limit = query_maximum_memory_bytes()
+    if limit is None:
+        import psutil
+
+        limit = psutil.virtual_memory().total
+    return max(64, int(limit) >> 20)
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise EvalplusError(f"unknown evalplus dataset {dataset!r}: use 'humaneval' or 'mbpp'")

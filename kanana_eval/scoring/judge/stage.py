@@ -1,0 +1,217 @@
+"""MT-Bench / KoMT-Bench on the spine: questions → two-turn answers → LLM judge → items and a row.
+
+The runner calls `answer_items` with its engine, then `judge_items` unless the run asked for
+answers only; `kanana-eval judge RUN` calls `judge_items` again on a stored run's items, so a run
+can be judged later or re-judged by another judge without regenerating. Judging follows FastChat's
+single-answer grading (kanana_eval.judge_scoring); an unparsable judgment is asked once more
+(a separate cache entry) and, still unparsable, dropped from the score and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kanana_eval.config.protocol import BenchmarkSpec
+from kanana_eval.core.errors import ConfigError
+from kanana_eval.core.paths import cache_dir
+from kanana_eval.data.judge_bench import JudgeBenchData, load_judge_bench
+from kanana_eval.scoring.judge.answers import TurnAnswer, generate_answers
+from kanana_eval.scoring.judge.client import (
+    JudgeClient,
+    JudgeConfig,
+    JudgeRequest,
+    estimate_cost_usd,
+)
+from kanana_eval.tasks.limits import spread_limit
+
+UNJUDGED, JUDGED, UNPARSABLE = "unjudged", "judged", "unparsable"
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """How the judge stage runs: which judge, and KoMT-Bench's optional language penalty."""
+
+    client: JudgeConfig = dataclasses.field(default_factory=JudgeConfig)
+    language_penalty: bool = False
+
+
+def load_data(spec: BenchmarkSpec, data_dir: Path | None) -> JudgeBenchData:
+    name = spec.task.scorer_options.get("benchmark")
+    if not name:
+        raise ConfigError(f"{spec.id}: tasks/{spec.task.name}.yaml needs scorer_options.benchmark")
+    return load_judge_bench(name, data_dir)
+
+
+def data_record(spec: BenchmarkSpec, data: JudgeBenchData) -> dict[str, Any]:
+    """The manifest's data entry: where questions, judge prompts and references came from."""
+    return {"source": data.source.get("kind", "download"), "dataset_id": spec.task.dataset_id,
+            "path": data.source.get("path"), "fingerprint": data.fingerprint,
+            "revision": data.source.get("commit"), "derived_fewshot": False, "files": data.source}
+
+
+def plan_questions(data: JudgeBenchData, limit: int | None) -> dict[str, int]:
+    """Questions per category under --limit, spread like every other benchmark's subtasks."""
+    sizes: dict[str, int] = {}
+    for question in data.questions:
+        sizes[question["category"]] = sizes.get(question["category"], 0) + 1
+    return spread_limit(sizes, limit)
+
+
+def planned_questions(data: JudgeBenchData, plan: dict[str, int]) -> list[dict[str, Any]]:
+    """The first `plan[category]` questions of each category, in file order."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for question in data.questions:
+        category = question["category"]
+        if taken.get(category, 0) < plan.get(category, 0):
+            taken[category] = taken.get(category, 0) + 1
+            chosen.append(question)
+    return chosen
+
+
+def generation_settings(spec: BenchmarkSpec, system_prompt: str | None) -> Any:
+    from kanana_eval.scoring.judge.answers import GenerationSettings
+
+    gen = spec.generation or {}
+    try:
+        return GenerationSettings(
+            max_new_tokens=int(gen["max_gen_toks"]),
+            temperatures=tuple((str(k), float(v)) for k, v in gen["category_temperatures"].items()),
+            default_temperature=float(gen["default_temperature"]), system_prompt=system_prompt)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{spec.id}: generation needs max_gen_toks, category_temperatures and "
+                          f"default_temperature ({exc!r})") from exc
+
+
+def _item(spec: BenchmarkSpec, data: JudgeBenchData, answer: TurnAnswer) -> dict[str, Any]:
+    from kanana_eval.scoring.judge.fastchat import NEED_REF_CATEGORIES
+
+    reference = data.references.get(answer.question_id)
+    target = None
+    if reference is not None and answer.category in NEED_REF_CATEGORIES:
+        turns = reference["choices"][0]["turns"]
+        target = turns[answer.turn - 1] if answer.turn <= len(turns) else None
+    return {"schema_version": 1, "benchmark": spec.id, "item_id": str(answer.question_id),
+            "subtask": answer.category, "turn": answer.turn, "prompt": answer.prompt,
+            "output": answer.answer, "extracted": None, "target": target, "score": None,
+            "verdict": UNJUDGED,
+            "details": {"question_id": answer.question_id, "category": answer.category,
+                        "temperature": answer.temperature}}
+
+
+def first_turn_requests(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
+                        system_prompt: str | None, cache_path: Path | None) -> list[Any]:
+    """Turn-1 requests of the planned questions not answered yet (they can join an earlier pass)."""
+    from kanana_eval.scoring.judge.answers import first_turn_requests as pending
+
+    return pending(lm, planned_questions(data, plan), generation_settings(spec, system_prompt),
+                   cache_path=cache_path)
+
+
+def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
+                 system_prompt: str | None, cache_path: Path | None, seed: int,
+                 ready: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Both turns of the planned questions, answered by `lm`; items not judged yet.
+
+    `ready`: answers an earlier pass already made (`first_turn_requests` joined to it).
+    """
+    questions = planned_questions(data, plan)
+    settings = generation_settings(spec, system_prompt)
+    answers = generate_answers(lm, questions, settings, cache_path=cache_path, seed=seed, ready=ready)
+    return [_item(spec, data, a) for a in answers]
+
+
+def judgment_cache() -> Path:
+    """One judgment cache for every run: keyed by (judge model, prompt), so nothing is paid twice."""
+    return cache_dir() / "judgments" / "judgments.sqlite"
+
+
+def _penalty(spec: BenchmarkSpec, options: JudgeOptions) -> Any:
+    from kanana_eval.scoring.judge.fastchat import LanguagePenalty
+
+    if not options.language_penalty or spec.task.scorer_options.get("language_penalty") != "optional":
+        return None
+    return LanguagePenalty()
+
+
+def judge_items(spec: BenchmarkSpec, items: Sequence[dict[str, Any]], data: JudgeBenchData,
+                options: JudgeOptions, *, progress: bool = True) -> dict[str, Any]:
+    """Judge every item in place (score, verdict, details.judge); return the judge record."""
+    from kanana_eval.scoring.judge.fastchat import judge_tasks
+
+    by_key = {(int(i["details"]["question_id"]), int(i["turn"])): i for i in items}
+    answers: dict[int, list[str]] = {}
+    for (qid, _turn), item in sorted(by_key.items()):
+        answers.setdefault(qid, []).append(item["output"])
+    questions = [q for q in data.questions if q["question_id"] in answers]
+    tasks = [t for t in judge_tasks(questions, answers, data.judge_prompts, data.references)
+             if (t.question_id, t.turn) in by_key]
+    with JudgeClient(options.client, judgment_cache()) as client:
+        return _judge_with(client, spec, tasks, by_key, options, progress)
+
+
+def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
+                by_key: dict[tuple[int, int], dict[str, Any]], options: JudgeOptions,
+                progress: bool) -> dict[str, Any]:
+    """Ask, re-ask the unparsable ones once, then write score, verdict and judgment per item."""
+    from kanana_eval.scoring.judge.fastchat import parse_score
+
+    penalty = _penalty(spec, options)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    pending = list(tasks)
+    replies: dict[tuple[int, int], Any] = {}
+    attempts: dict[tuple[int, int], int] = {}
+    for attempt in (0, 1):  # FastChat drops an unparsable judgment; we ask once more first
+        if not pending:
+            break
+        got = client.complete_many([JudgeRequest(t.messages(), attempt) for t in pending],
+                                   progress=progress, desc=f"judge {spec.id}" + (" (re-ask)" if attempt else ""))
+        for task, reply in zip(pending, got, strict=True):
+            replies[(task.question_id, task.turn)] = reply
+            attempts[(task.question_id, task.turn)] = attempt + 1
+            if not reply.cached:
+                usage["prompt_tokens"] += reply.prompt_tokens
+                usage["completion_tokens"] += reply.completion_tokens
+        pending = [t for t in pending if parse_score(replies[(t.question_id, t.turn)].text) is None]
+    for task in tasks:
+        key = (task.question_id, task.turn)
+        item, reply = by_key[key], replies[key]
+        raw = parse_score(reply.text)
+        score, applied = raw, None
+        if raw is not None and penalty is not None:
+            score, applied = penalty.apply(task.question_id, item["output"], raw)
+        item["score"] = score
+        item["verdict"] = JUDGED if raw is not None else UNPARSABLE
+        item["details"] = {**item["details"], "judge": {
+            "model": options.client.model, "prompt_name": task.prompt_name,
+            "user_prompt": task.user_prompt, "judgment": reply.text, "attempts": attempts[key],
+            "raw_score": raw, "penalty": applied, "cache_key": reply.key}}
+    n_cached = sum(1 for r in replies.values() if r.cached)
+    return {
+        "status": "judged", **options.client.describe(),
+        "prompts": sorted({t.prompt_name for t in tasks}),
+        "language_penalty": ({"applied": True, **penalty.describe()} if penalty is not None
+                             else {"applied": False}),
+        "n_judgments": len(tasks), "n_unparsable": sum(1 for t in tasks if by_key[(t.question_id, t.turn)]["verdict"] == UNPARSABLE),
+        "api_calls": client.api_calls(), "cached_replies": n_cached,
+        "usage": usage, "cost_usd": estimate_cost_usd(options.client.model, usage["prompt_tokens"],
+                                                      usage["completion_tokens"]),
+    }
+
+
+def not_judged_record() -> dict[str, Any]:
+    return {"status": "not judged", "note": "answers only: judge them with `kanana-eval judge RUN`"}
+
+
+def row_extras(items: Sequence[dict[str, Any]], judge: dict[str, Any] | None) -> dict[str, Any]:
+    """The MT-Bench row's further numbers: per turn, dropped judgments, the judge and its cost."""
+    from kanana_eval.scoring.judge.fastchat import summarize
+
+    summary = summarize(items)
+    return {"scale": "judge_1_10",
+            "metrics": {"turn_1": summary["turn_1"], "turn_2": summary["turn_2"]},
+            "n_dropped": summary["n_unparsable"], "judge": judge or not_judged_record()}
