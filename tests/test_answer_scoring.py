@@ -18,20 +18,15 @@ from types import SimpleNamespace
 import pytest
 from lm_eval.api.model import LM
 
-from kanana_eval.config.protocol import BenchmarkSpec, load_task
+from kanana_eval.config.protocol import BenchmarkSpec
+from kanana_eval.config.task_config import load_task
 from kanana_eval.core.errors import ConfigError
 from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
-from kanana_eval.pipeline import run as runner
-from kanana_eval.pipeline.run import collect_items, plan_limits
+from kanana_eval.pipeline import collect as collect_module
+from kanana_eval.pipeline.collect import collect_items, plan_limits
 from kanana_eval.results.io import validate
-from kanana_eval.scoring import base as scoring
 from kanana_eval.scoring.answer_rules import gsm8k_target, last_boxed
-from kanana_eval.scoring.answer_scorers import (
-    check_scorer_options,
-    cot_letter_item,
-    math_answer_item,
-)
-from kanana_eval.scoring.base import aggregate
+from kanana_eval.scoring.catalog import get_scorer
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
@@ -44,7 +39,6 @@ BENCHMARKS = {  # id -> (task, README column)
     "kmmlu_cot@instruct": ("kmmlu_cot", "KMMLU"),
 }
 USER = "<|user|>\n"  # OracleLM's chat rendering: no system turn, the prompt is the user turn
-BUILDERS = {"math_answer": (None, math_answer_item), "cot_letter": (None, cot_letter_item)}
 
 
 def _spec(bench: str) -> BenchmarkSpec:
@@ -124,15 +118,13 @@ def items_of(built_instruct, monkeypatch):
 
     The specs are built here, not read from protocols/instruct.yaml (which also names other
     tasks); the runner asks the protocol how to render prompts, so it gets instruct.yaml's
-    answer: chat template on, no system prompt. Our builders stand in scoring._BUILDERS.
+    answer: chat template on, no system prompt.
     """
-    for name, entry in BUILDERS.items():
-        monkeypatch.setitem(scoring._BUILDERS, name, entry)
-    monkeypatch.setattr(runner, "load_protocol",
+    monkeypatch.setattr(collect_module, "load_protocol",
                         lambda name: SimpleNamespace(chat_template=True, system_prompt=None))
     specs, built, plan, tasks = built_instruct
 
-    def run(mode: str) -> dict[str, list[dict]]:
+    def run(mode: str) -> dict[str, list]:
         return collect_items(OracleLM(tasks, mode), specs, built, plan)
 
     return run
@@ -143,17 +135,19 @@ def items_of(built_instruct, monkeypatch):
     ("empty", 0.0, {"no_answer"}),
     ("wrong", 0.0, {"wrong"}),
 ])
-def test_answer_scorers_on_gold_empty_and_wrong_answers(items_of, mode, value, verdicts):
+def test_answer_scorers_on_gold_empty_and_wrong_answers(items_of, built_instruct, mode, value,
+                                                        verdicts):
     items = items_of(mode)
     for bench, bench_items in items.items():
         assert bench_items, f"{bench}: no items"
-        assert aggregate(bench_items).value == value, (
-            bench, [(i["item_id"], i["output"][-80:], i["extracted"], i["target"])
-                    for i in bench_items if i["score"] != value][:3])
-        assert {i["verdict"] for i in bench_items} == verdicts, bench
+        spec = next(s for s in built_instruct[0] if s.id == bench)
+        assert get_scorer(spec.task.scorer).aggregate(spec, bench_items).value == value, (
+            bench, [(i.item_id, i.output[-80:], i.extracted, i.target)
+                    for i in bench_items if i.score != value][:3])
+        assert {i.verdict for i in bench_items} == verdicts, bench
         for item in bench_items:
-            validate("item", item)
-            assert (item["extracted"] is None) == (mode == "empty")
+            validate("item", item.to_json())
+            assert (item.extracted is None) == (mode == "empty")
 
 
 def test_math_full_test_set_is_in_the_run(shared_data_dir, built_instruct):
@@ -166,21 +160,21 @@ def test_math_full_test_set_is_in_the_run(shared_data_dir, built_instruct):
 
 
 def test_gold_items_carry_dataset_ids_targets_and_prompts(items_of):
-    items = {bench: {i["item_id"]: i for i in rows} for bench, rows in items_of("gold").items()}
+    items = {bench: {i.item_id: i for i in rows} for bench, rows in items_of("gold").items()}
     math500 = items["math500@instruct"]["test/precalculus/807.json"]
     assert math500["target"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert math500["prompt"].startswith(f"{USER}Put your final answer within \\boxed{{}}.\n\nConvert the point")
     assert math500["prompt"].endswith("<|end|>\n<|assistant|>\n")  # the question alone in the user turn
     gsm8k = list(items["gsm8k_boxed@instruct"].values())
-    assert all(i["prompt"].startswith(f"{USER}Put your final answer within \\boxed{{}}.\n\n") for i in gsm8k)
+    assert all(i.prompt.startswith(f"{USER}Put your final answer within \\boxed{{}}.\n\n") for i in gsm8k)
     # "1,234" in the box, "1234" the target: equal by rule, not as strings
-    assert any("," in i["extracted"] and "," not in i["target"] for i in gsm8k)
+    assert any("," in i.extracted and "," not in i.target for i in gsm8k)
     mmlu = next(iter(items["mmlu_cot@instruct"].values()))
     assert mmlu["prompt"].startswith(f"{USER}Answer the following multiple-choice question.")
     assert "Therefore, the answer is: X" in mmlu["prompt"]
     assert "\nA. " in mmlu["prompt"] and "\nD. " in mmlu["prompt"]
     assert "The following are multiple choice questions" not in mmlu["prompt"]
-    kmmlu = next(i for i in items["kmmlu_cot@instruct"].values() if i["subtask"] == "Accounting")
+    kmmlu = next(i for i in items["kmmlu_cot@instruct"].values() if i.subtask == "Accounting")
     assert "따라서, 정답은: X" in kmmlu["prompt"] and kmmlu["target"] in "ABCD"
     if "math@instruct" in items:
         assert "algebra/0" in items["math@instruct"]
@@ -201,7 +195,8 @@ def test_tasks_are_zero_shot_generation_without_stop_sequences(built_instruct):
 
 @pytest.mark.parametrize("task", ["gsm8k_boxed", "math", "math500", "mmlu_cot", "kmmlu_cot"])
 def test_task_scorer_options_are_complete(task):
-    check_scorer_options(load_task(task))
+    task_config = load_task(task)
+    get_scorer(task_config.scorer).check(task_config)
 
 
 def test_missing_or_unknown_scorer_options_fail_at_load_time():
@@ -211,7 +206,7 @@ def test_missing_or_unknown_scorer_options_fail_at_load_time():
     for options in ({"target": "x"}, {**task.scorer_options, "extractor": "boxed"},
                     {**task.scorer_options, "pattern": "("}):
         with pytest.raises(ConfigError):
-            check_scorer_options(dataclasses.replace(task, scorer_options=options))
+            get_scorer(task.scorer).check(dataclasses.replace(task, scorer_options=options))
 
 
 def test_math_gold_answers_all_parse(shared_data_dir):

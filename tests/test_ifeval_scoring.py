@@ -21,17 +21,25 @@ from typing import Any
 import pytest
 from lm_eval.api.model import LM
 
-from kanana_eval.config.protocol import BenchmarkSpec, load_task
+from kanana_eval.config.protocol import BenchmarkSpec
+from kanana_eval.config.task_config import load_task
 from kanana_eval.core.errors import ConfigError
 from kanana_eval.data.punkt import ensure_punkt_tab
 from kanana_eval.results.io import validate
-from kanana_eval.scoring.base import aggregate, items_from_samples, mean_stderr
+from kanana_eval.results.records import Item
+from kanana_eval.scoring.base import mean_stderr
+from kanana_eval.scoring.catalog import get_scorer
 from kanana_eval.scoring.ifeval import METRICS, ifeval_aggregate, ifeval_item, ifeval_metrics
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 SPEC = BenchmarkSpec(id="ifeval@instruct", protocol="instruct", column="IFEval",
                      task=load_task("ifeval"), num_fewshot=0, metric="ifeval_strict_mean",
                      aggregation="ifeval")
+SCORER = get_scorer("ifeval")
+
+
+def items_from_samples(spec: BenchmarkSpec, subtask: str | None, samples: list) -> list[Item]:
+    return SCORER.items_from_samples(spec, subtask, samples)
 
 # Responses that follow every instruction of their prompt (checked against lm-eval below). The
 # sentence counts need NLTK's English model: 1262 has 9 periods but 4 sentences.
@@ -206,12 +214,12 @@ def test_numbers_equal_lm_evals_ifeval_on_all_offline_prompts(runs, raw_docs, fa
 
     lm_results, samples, _ = runs[family]
     items = items_from_samples(SPEC, None, samples)
-    assert sorted(int(i["item_id"]) for i in items) == sorted(raw_docs)
+    assert sorted(int(i.item_id) for i in items) == sorted(raw_docs)
     for item in items:
-        validate("item", item)
-        doc = raw_docs[int(item["item_id"])]
+        validate("item", item.to_json())
+        doc = raw_docs[int(item.item_id)]
         if not drawn_at_random(doc):  # the offline file, unmirrored, checked again
-            assert {m: item["details"][m] for m in METRICS} == process_results(doc, [item["extracted"]])
+            assert {m: item.details[m] for m in METRICS} == process_results(doc, [item.extracted])
     metrics = ifeval_metrics(items)
     for name in METRICS:
         assert metrics[name] == pytest.approx(lm_results[f"{name},none"], rel=0, abs=1e-12)
@@ -219,8 +227,8 @@ def test_numbers_equal_lm_evals_ifeval_on_all_offline_prompts(runs, raw_docs, fa
     expected = (lm_results["prompt_level_strict_acc,none"] + lm_results["inst_level_strict_acc,none"]) / 2
     assert agg.value == pytest.approx(expected, rel=0, abs=1e-12)
     assert agg.n == 541
-    assert aggregate(items, "ifeval") == agg  # what the runner calls
-    assert sum(i["score"] for i in items) / 541 == metrics["prompt_level_strict_acc"]
+    assert SCORER.aggregate(SPEC, items) == agg  # what the runner calls
+    assert sum(i.score for i in items) / 541 == metrics["prompt_level_strict_acc"]
 
 
 def test_families_cover_mixed_outcomes(runs):
@@ -231,27 +239,27 @@ def test_families_cover_mixed_outcomes(runs):
         assert 0.05 < metrics["prompt_level_strict_acc"] < metrics["inst_level_strict_acc"] < 0.95
     assert values["crafted"]["inst_level_strict_acc"] > values["prompt"]["inst_level_strict_acc"] + 0.1
     crafted = items_from_samples(SPEC, None, runs["crafted"][1])
-    assert any(i["details"]["prompt_level_loose_acc"] != i["details"]["prompt_level_strict_acc"]
+    assert any(i.details["prompt_level_loose_acc"] != i.details["prompt_level_strict_acc"]
                for i in items_from_samples(SPEC, None, runs["prompt"][1]) + crafted)
     sentence_items = [i for i in crafted
-                      if "length_constraints:number_sentences" in i["details"]["instruction_id_list"]]
-    assert {any(i["details"]["inst_level_strict_acc"]) for i in sentence_items} == {True, False}
+                      if "length_constraints:number_sentences" in i.details["instruction_id_list"]]
+    assert {any(i.details["inst_level_strict_acc"]) for i in sentence_items} == {True, False}
 
 
 def test_empty_responses_score_zero_at_every_level(runs):
     items = items_from_samples(SPEC, None, runs["empty"][1])
-    assert {i["score"] for i in items} == {0.0}
-    assert {i["verdict"] for i in items} == {"no_answer"}
+    assert {i.score for i in items} == {0.0}
+    assert {i.verdict for i in items} == {"no_answer"}
     assert set(ifeval_metrics(items).values()) == {0.0}
     assert ifeval_aggregate(items).value == 0.0
 
 
 def test_gold_responses_follow_every_instruction(runs):
-    items = {int(i["item_id"]): i for i in items_from_samples(SPEC, None, runs["gold"][1])}
+    items = {int(i.item_id): i for i in items_from_samples(SPEC, None, runs["gold"][1])}
     gold = [items[key] for key in GOLD]
     for item in gold:
-        assert item["score"] == 1.0 and item["verdict"] == "correct", item["item_id"]
-        assert all(item["details"]["inst_level_strict_acc"]), item["item_id"]
+        assert item.score == 1.0 and item.verdict == "correct", item.item_id
+        assert all(item.details["inst_level_strict_acc"]), item.item_id
     assert set(ifeval_metrics(gold).values()) == {1.0}
     assert ifeval_aggregate(gold).value == 1.0
 
@@ -259,13 +267,13 @@ def test_gold_responses_follow_every_instruction(runs):
 def test_item_record_keeps_response_instructions_and_all_four_metrics(runs):
     sample = next(s for s in runs["crafted"][1] if len(s["doc"]["instruction_id_list"]) == 3)
     item = ifeval_item(SPEC, None, sample)
-    assert item["item_id"] == str(sample["doc"]["key"])
-    assert item["prompt"] == sample["doc"]["prompt"]
-    assert item["output"] == item["extracted"] == sample["resps"][0][0]
-    assert item["details"]["instruction_id_list"] == sample["doc"]["instruction_id_list"]
+    assert item.item_id == str(sample["doc"]["key"])
+    assert item.prompt == sample["doc"]["prompt"]
+    assert item.output == item.extracted == sample["resps"][0][0]
+    assert item.details["instruction_id_list"] == sample["doc"]["instruction_id_list"]
     for name in METRICS:
-        assert item["details"][name] == sample[name]
-    assert item["score"] == float(sample["prompt_level_strict_acc"])
+        assert item.details[name] == sample[name]
+    assert item.score == float(sample["prompt_level_strict_acc"])
 
 
 def test_sample_without_lm_evals_metrics_is_a_config_error(runs):
@@ -274,9 +282,11 @@ def test_sample_without_lm_evals_metrics_is_a_config_error(runs):
         ifeval_item(SPEC, None, sample)
 
 
-def _item(flags: list[bool]) -> dict[str, Any]:
-    return {"details": {"prompt_level_strict_acc": all(flags), "inst_level_strict_acc": flags,
-                        "prompt_level_loose_acc": all(flags), "inst_level_loose_acc": flags}}
+def _item(flags: list[bool]) -> Item:
+    return Item(benchmark="ifeval@instruct", item_id="1", prompt="p", output="o",
+                verdict="correct" if all(flags) else "wrong",
+                details={"prompt_level_strict_acc": all(flags), "inst_level_strict_acc": flags,
+                         "prompt_level_loose_acc": all(flags), "inst_level_loose_acc": flags})
 
 
 def test_stderr_is_the_mean_stderr_when_each_prompt_has_one_instruction():

@@ -269,7 +269,7 @@ def mmlu(offline_mirror: Path) -> Iterator[tuple[Any, list[Any]]]:
 
 def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
     """5-shot MMLU through the runner, as the bench's MMLUWorkload.run_ours does."""
-    from kanana_eval.pipeline.run import collect_items
+    from kanana_eval.pipeline.collect import collect_items
 
     plan = {spec.id: {bt.name: MMLU_QUESTIONS for bt in built}}
     return collect_items(lm, [spec], {spec.id: built}, plan, cache_path=None)[spec.id]

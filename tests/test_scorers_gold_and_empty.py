@@ -12,8 +12,8 @@ import pytest
 from lm_eval.api.model import LM
 
 from kanana_eval.config.protocol import load_protocol
-from kanana_eval.pipeline.run import collect_items, plan_limits
-from kanana_eval.scoring.base import aggregate
+from kanana_eval.pipeline.collect import collect_items, plan_limits
+from kanana_eval.scoring.catalog import get_scorer
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 # What a perfect model would generate, per benchmark, read from the document itself.
@@ -72,15 +72,15 @@ def test_every_base_scorer_on_gold_and_empty_answers(built_base, mode, expected)
     items = collect_items(OracleLM(tasks, mode), specs, built, plan)
     for spec in specs:
         assert items[spec.id], f"{spec.id}: no items"
-        agg = aggregate(items[spec.id])
-        assert agg.value == expected, (spec.id, [(i["item_id"], i["verdict"]) for i in items[spec.id]
-                                                  if i["score"] != expected][:3])
+        agg = get_scorer(spec.task.scorer).aggregate(spec, items[spec.id])
+        assert agg.value == expected, (spec.id, [(i.item_id, i.verdict) for i in items[spec.id]
+                                                  if i.score != expected][:3])
     if mode == "gold":
-        assert {i["verdict"] for i in items["humaneval@base"]} == {"passed"}
-        assert all(i["extracted"] for i in items["gsm8k@base"])
+        assert {i.verdict for i in items["humaneval@base"]} == {"passed"}
+        assert all(i.extracted for i in items["gsm8k@base"])
     else:
-        assert {i["verdict"] for i in items["gsm8k@base"]} == {"no_answer"}
-        assert {i["verdict"] for i in items["mbpp@base"]} <= {"failed", "error"}
+        assert {i.verdict for i in items["gsm8k@base"]} == {"no_answer"}
+        assert {i.verdict for i in items["mbpp@base"]} <= {"failed", "error"}
 
 
 # ----------------------------------------------------------------------- the instruct protocol
@@ -135,18 +135,18 @@ def test_every_instruct_scorer_on_gold_and_empty_answers(built_instruct, mode, e
     items = collect_items(ChatOracleLM(tasks, mode), specs, built, plan, data_dir=mirror)
     for spec in specs:
         assert items[spec.id], f"{spec.id}: no items"
-        agg = aggregate(items[spec.id], spec.aggregation)
-        assert agg.value == expected, (spec.id, [(i["item_id"], i["verdict"], i.get("details"))
-                                                  for i in items[spec.id] if i["score"] != expected][:2])
+        agg = get_scorer(spec.task.scorer).aggregate(spec, items[spec.id])
+        assert agg.value == expected, (spec.id, [(i.item_id, i.verdict, i.details)
+                                                  for i in items[spec.id] if i.score != expected][:2])
         # the chat template rendered every prompt
-        assert all(i["prompt"].startswith("<user>") for i in items[spec.id])
+        assert all(i.prompt.startswith("<user>") for i in items[spec.id])
     if mode == "gold":
-        assert {i["verdict"] for i in items["humaneval_plus@instruct"]} == {"passed"}
-        assert all(i["details"]["base_status"] == i["details"]["plus_status"] == "pass"
+        assert {i.verdict for i in items["humaneval_plus@instruct"]} == {"passed"}
+        assert all(i.details["base_status"] == i.details["plus_status"] == "pass"
                    for i in items["mbpp_plus@instruct"])
     else:
-        assert {i["verdict"] for i in items["gsm8k@instruct"]} == {"no_answer"}
-        assert {i["verdict"] for i in items["humaneval_plus@instruct"]} <= {"failed", "timeout"}
+        assert {i.verdict for i in items["gsm8k@instruct"]} == {"no_answer"}
+        assert {i.verdict for i in items["humaneval_plus@instruct"]} <= {"failed", "timeout"}
 
 
 def test_one_model_runs_the_same_lm_eval_leaf_in_two_protocols_without_mixing_them(offline_mirror):
@@ -158,5 +158,5 @@ def test_one_model_runs_the_same_lm_eval_leaf_in_two_protocols_without_mixing_th
     tasks = {bt.name: bt.task for s in specs for bt in built[s.id]}
     items = collect_items(ChatOracleLM(tasks, "gold"), specs, built, plan)
     assert aggregate(items["gsm8k@base"]).value == aggregate(items["gsm8k@instruct"]).value == 1.0
-    assert all(i["prompt"].startswith("Question:") for i in items["gsm8k@base"])  # 5-shot, no template
-    assert all(i["prompt"].startswith("<user>Put your final answer") for i in items["gsm8k@instruct"])
+    assert all(i.prompt.startswith("Question:") for i in items["gsm8k@base"])  # 5-shot, no template
+    assert all(i.prompt.startswith("<user>Put your final answer") for i in items["gsm8k@instruct"])

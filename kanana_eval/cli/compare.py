@@ -10,12 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from kanana_eval.compare.gate import DEFAULT_BOOTSTRAP, DEFAULT_SEED, compare_runs, resolve_one
+from kanana_eval.compare.output import render_junit, render_markdown, render_table, to_json
 from kanana_eval.core.errors import KananaError
-
-# The command's defaults (kanana_eval.compare uses them too). Nothing heavy is imported here, so
-# `kanana-eval` starts fast whatever the command; numpy comes with the comparison itself.
-DEFAULT_BOOTSTRAP = 10_000
-DEFAULT_SEED = 1234
 
 DESCRIPTION = """\
 Compare a CANDIDATE run with a BASELINE run, benchmark by benchmark, on paired items.
@@ -110,12 +107,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"bootstrap resamples for intervals and bootstrap tests (default {DEFAULT_BOOTSTRAP})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
                    help=f"bootstrap seed; the same seed gives the same numbers (default {DEFAULT_SEED})")
+    p.set_defaults(handler=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Compare, print the table, write the requested files; 0 no regression, 1 a regression."""
-    from kanana_eval.compare.gate import compare_runs, resolve_one
-    from kanana_eval.compare.output import render_junit, render_markdown, render_table, to_json
 
     results_dir = Path(args.results_dir)
     baseline = resolve_one(args.baseline, results_dir, "baseline")
@@ -147,7 +143,7 @@ def _write(path: Path, text: str, append: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m kanana_eval.compare_cli BASELINE CANDIDATE ...`, the same command standalone."""
+    """`python -m kanana_eval.cli.compare BASELINE CANDIDATE ...`, the same command standalone."""
     parser = argparse.ArgumentParser(prog="kanana-eval")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from kanana_eval.cli.compare import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from kanana_eval.compare.stats import (
     MIN_BOOTSTRAP_UNITS,
     bootstrap_rng,
@@ -27,7 +26,12 @@ from kanana_eval.compare.stats import (
 from kanana_eval.config.protocol import RegressionRule, available_protocols, load_protocol
 from kanana_eval.core.errors import KananaError, ResultsError
 from kanana_eval.results.io import item_file, load_run, read_jsonl, resolve_run_arg
+from kanana_eval.results.records import Scale
+from kanana_eval.scoring.base import PairedTest, Scorer
+from kanana_eval.scoring.catalog import get_scorer, scorer_names
 
+DEFAULT_BOOTSTRAP = 10_000
+DEFAULT_SEED = 1234
 MCNEMAR = "exact McNemar"
 BOOTSTRAP = "paired bootstrap"
 WORSE, BETTER, SAME, NOT_COMPARED = "worse", "better", "same", "not compared"
@@ -94,16 +98,31 @@ class Pairing:
 
 @dataclass
 class BenchmarkInput:
-    """What the statistics need about one benchmark, whether read from files or built in memory."""
+    """What the statistics need about one benchmark, whether read from files or built in memory.
+
+    `scorer` names the benchmark's scorer: it decides the paired test, whether an item's turns
+    are resampled together, the scale and what the output notes about the method.
+    """
 
     benchmark: str
     pairing: Pairing
-    scale: str = "fraction"
+    scorer: str | None = None
     metric: str = ""
     protocol: str = ""
     column: str = ""
     baseline_value: float | None = None
     candidate_value: float | None = None
+
+    @property
+    def scorer_object(self) -> Scorer:
+        """The registered scorer; a run from an unknown scorer is compared as plain scores."""
+        if self.scorer in scorer_names():
+            return get_scorer(self.scorer)
+        return Scorer()
+
+    @property
+    def scale(self) -> Scale:
+        return Scale(self.scorer_object.scale)
 
 
 @dataclass
@@ -224,18 +243,9 @@ def _scores_by_key(items: Sequence[dict[str, Any]], where: str) -> dict[Key, flo
 # Statistics and verdicts
 
 
-def points_per_unit(scale: str) -> float:
-    """Fractions are compared in percent points, judge scores in their own score points."""
-    return 100.0 if scale == "fraction" else 1.0
-
-
-def is_ifeval(benchmark: str, metric: str) -> bool:
-    return metric == "ifeval_strict_mean" or benchmark.split("@")[0] == "ifeval"
-
-
 def choose_method(bench: BenchmarkInput) -> str:
-    """McNemar for pass/fail items; bootstrap for judge scores, IFEval and any other scores."""
-    if bench.scale == "judge_1_10" or is_ifeval(bench.benchmark, bench.metric):
+    """The scorer's paired test: McNemar for pass/fail items, else the paired bootstrap."""
+    if bench.scorer_object.paired_test is PairedTest.BOOTSTRAP:
         return BOOTSTRAP
     values = np.concatenate([bench.pairing.baseline, bench.pairing.candidate])
     return MCNEMAR if bool(np.all((values == 0) | (values == 1))) else BOOTSTRAP
@@ -244,11 +254,11 @@ def choose_method(bench: BenchmarkInput) -> str:
 def assess_benchmark(bench: BenchmarkInput, *, min_drop: float, confidence: float, n_boot: int,
                      seed: int) -> BenchmarkResult:
     """Unadjusted p-values, paired difference and interval, and the changed items of one benchmark."""
-    pairing, scale = bench.pairing, points_per_unit(bench.scale)
+    pairing, scale = bench.pairing, bench.scale.points_per_unit
     method = choose_method(bench)
     diffs = pairing.candidate - pairing.baseline
     clusters = (np.asarray([k[0] for k in pairing.keys], dtype=object)
-                if bench.scale == "judge_1_10" and len(diffs) else None)
+                if bench.scorer_object.paired_by_question and len(diffs) else None)
     boot = paired_bootstrap(diffs, clusters, n_boot=n_boot, confidence=confidence,
                             rng=bootstrap_rng(seed, bench.benchmark))
     p_worse, p_better = boot.p_worse, boot.p_better
@@ -257,7 +267,8 @@ def assess_benchmark(bench: BenchmarkInput, *, min_drop: float, confidence: floa
         p_worse, p_better = mcnemar_one_sided(losses, int(np.count_nonzero(diffs > 0)))
     n = len(diffs)
     result = BenchmarkResult(
-        benchmark=bench.benchmark, protocol=bench.protocol, column=bench.column, scale=bench.scale,
+        benchmark=bench.benchmark, protocol=bench.protocol, column=bench.column,
+        scale=bench.scale.value,
         method=method, baseline_value=bench.baseline_value, candidate_value=bench.candidate_value,
         baseline_paired=float(pairing.baseline.mean()) if n else math.nan,
         candidate_paired=float(pairing.candidate.mean()) if n else math.nan, n_paired=n,
@@ -274,12 +285,8 @@ def _changes(pairing: Pairing, mask: np.ndarray) -> list[ItemChange]:
 
 
 def _method_notes(bench: BenchmarkInput, method: str, n_units: int) -> list[str]:
-    notes = []
-    if is_ifeval(bench.benchmark, bench.metric):
-        notes.append("IFEval's headline is the mean of prompt- and instruction-level strict accuracy; "
-                     "the difference and test use the per-item prompt-level strict score")
-    if bench.scale == "judge_1_10":
-        notes.append("judged turns paired by (item_id, turn); the bootstrap resamples whole questions")
+    note = bench.scorer_object.compare_note
+    notes = [note] if note else []
     if method == BOOTSTRAP and 0 < n_units < MIN_BOOTSTRAP_UNITS:
         notes.append(f"only {n_units} paired questions/items: too few for the bootstrap, p set to 1")
     return notes
@@ -299,7 +306,7 @@ def decide(results: list[BenchmarkResult], alpha: float) -> None:
 def _verdict(r: BenchmarkResult, alpha: float) -> str:
     if r.n_paired == 0:
         return NOT_COMPARED
-    unit = "points" if r.scale == "fraction" else "score points"
+    unit = Scale(r.scale).unit
     if r.p_worse_adj < alpha:
         if -r.diff >= r.min_drop - _EPS:
             return WORSE
@@ -448,7 +455,8 @@ def compare_runs(baseline: Path, candidate: Path, *, alpha: float | None = None,
 def _bench_input(b: str, base: RunInfo, cand: RunInfo) -> BenchmarkInput:
     row_b, row_c = base.rows[b], cand.rows[b]
     pairing = pair_items(read_items(base, b), read_items(cand, b), label=f"items/{b}.jsonl")
+    spec = base.manifest["benchmarks"][b].get("spec") or {}
     return BenchmarkInput(
-        benchmark=b, pairing=pairing, scale=row_b.get("scale") or "fraction",
+        benchmark=b, pairing=pairing, scorer=spec.get("scorer"),
         metric=row_b.get("metric", ""), protocol=row_b["protocol"], column=row_b.get("column", b),
         baseline_value=row_b.get("value"), candidate_value=row_c.get("value"))

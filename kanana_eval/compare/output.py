@@ -16,6 +16,7 @@ from kanana_eval.compare.gate import (
     ItemChange,
     Key,
 )
+from kanana_eval.results.records import Scale
 
 JSON_FORMAT = "kanana-eval-compare"
 JSON_VERSION = 1
@@ -41,7 +42,7 @@ def _signed(x: float) -> str:
 
 def _value(v: float | None, scale: str) -> str:
     """Fractions as percentages (the README's convention), judge scores as they are."""
-    return _num(None if v is None else v * 100 if scale == "fraction" else v)
+    return _num(None if v is None else v * Scale(scale).points_per_unit)
 
 
 def _p(p: float) -> str:
@@ -53,7 +54,7 @@ def _ci(r: BenchmarkResult) -> str:
 
 
 def _unit(r: BenchmarkResult) -> str:
-    return "pt" if r.scale == "fraction" else "score"
+    return "pt" if Scale(r.scale) is Scale.FRACTION else "score"
 
 
 def _test_name(r: BenchmarkResult) -> str:
@@ -222,7 +223,7 @@ def _benchmark_json(r: BenchmarkResult) -> dict[str, Any]:
     p = r.pairing
     return {
         "benchmark": r.benchmark, "protocol": r.protocol, "column": r.column, "scale": r.scale,
-        "unit": "percent points" if r.scale == "fraction" else "score points",
+        "unit": "percent points" if Scale(r.scale) is Scale.FRACTION else "score points",
         "method": r.method, "verdict": r.verdict,
         "baseline": {"value": r.baseline_value, "paired_mean": _finite(r.baseline_paired)},
         "candidate": {"value": r.candidate_value, "paired_mean": _finite(r.candidate_paired)},

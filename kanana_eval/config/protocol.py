@@ -1,37 +1,19 @@
-"""Protocols (`protocols/*.yaml`) and task configs (`tasks/*.yaml`): what a README table runs."""
+"""Protocols (`protocols/*.yaml`): which benchmarks a README table runs, and with what settings.
+
+Read strictly: an unknown key anywhere is an error naming the file, the key and its nearest
+valid key. Task configs live in `config.task_config`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kanana_eval.config.strict import check_keys, mapping, read_yaml_mapping
+from kanana_eval.config.task_config import TaskConfig, load_task
 from kanana_eval.core.errors import ConfigError, UnknownBenchmarkError
-from kanana_eval.core.paths import benchmarks_dir, resource_dir
-
-JUDGE_SCORER = "judge"  # MT-Bench-style tasks: kanana_eval.judge_stage, not lm-eval
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """A `tasks/<name>.yaml`: which lm-eval config supplies the prompts and how items are scored."""
-
-    name: str
-    lm_eval_task: str | None  # None: the whole lm-eval config is `lm_eval_config` (no lm-eval YAML)
-    lm_eval_folder: str | None
-    dataset_id: str
-    scorer: str
-    item_id: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    lm_eval_config: dict[str, Any] = field(default_factory=dict)
-    literal_functions: tuple[str, ...] = ()
-    program_template: str | None = None
-    filter: str | None = None
-    scorer_options: dict[str, Any] = field(default_factory=dict)
-    source_file: str = ""
+from kanana_eval.core.paths import resource_dir
 
 
 @dataclass(frozen=True)
@@ -48,11 +30,6 @@ class BenchmarkSpec:
     generation: dict[str, Any] | None = None
     execution: dict[str, Any] | None = None
     optional: bool = False  # not a README column: runs only when --benchmarks names it
-
-    @property
-    def judged(self) -> bool:
-        """Answered in two turns and scored by an LLM judge (MT-Bench, KoMT-Bench)."""
-        return self.task.scorer == JUDGE_SCORER
 
     def describe(self) -> dict[str, Any]:
         """Everything about this benchmark that moves numbers, for the manifest."""
@@ -101,74 +78,68 @@ class Protocol:
         return chosen
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping")
-    return data
-
-
-@cache
-def load_task(name: str) -> TaskConfig:
-    path = benchmarks_dir() / name / "task.yaml"
-    if not path.is_file():
-        raise ConfigError(f"task config tasks/{name}/task.yaml is missing")
-    raw = _read_yaml(path)
-    try:
-        config = TaskConfig(
-            name=raw["name"], lm_eval_task=raw.get("lm_eval_task"),
-            lm_eval_folder=raw.get("lm_eval_folder"), dataset_id=raw["dataset_id"],
-            scorer=raw["scorer"], item_id=raw["item_id"],
-            overrides=dict(raw.get("overrides") or {}),
-            lm_eval_config=dict(raw.get("lm_eval_config") or {}),
-            literal_functions=tuple(raw.get("literal_functions") or ()),
-            program_template=raw.get("program_template"), filter=raw.get("filter"),
-            scorer_options=dict(raw.get("scorer_options") or {}),
-            source_file=str(path),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"tasks/{name}/task.yaml lacks the key {exc}") from exc
-    if config.scorer == JUDGE_SCORER:  # two-turn answers + LLM judge: no lm-eval task at all
-        if config.lm_eval_task or config.lm_eval_config:
-            raise ConfigError(f"tasks/{name}/task.yaml: a judged task has no lm-eval config")
-        return config
-    if (config.lm_eval_task is None) != (config.lm_eval_folder is None) or (
-            config.lm_eval_task is None and not config.lm_eval_config):
-        raise ConfigError(f"tasks/{name}/task.yaml needs lm_eval_task + lm_eval_folder, or lm_eval_config")
-    return config
-
-
 def available_protocols() -> list[str]:
     return sorted(p.stem for p in resource_dir("protocols").glob("*.yaml"))
+
+
+PROTOCOL_KEYS = ("protocol", "title", "chat_template", "system_prompt", "benchmarks", "regression")
+BENCHMARK_KEYS = ("id", "column", "task", "num_fewshot", "metric", "aggregation", "generation",
+                  "execution", "optional")
+# lm-eval generation kwargs we pass on, and MT-Bench's per-category answer temperatures.
+GENERATION_KEYS = ("do_sample", "temperature", "top_p", "top_k", "until", "max_gen_toks",
+                   "repetition_penalty", "category_temperatures", "default_temperature")
+EXECUTION_KEYS = ("timeout_s", "memory_mb")
+REGRESSION_KEYS = ("alpha", "default_min_drop", "min_drop")
+
+
+def _benchmark(raw: Any, protocol: str, where: str) -> BenchmarkSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: each benchmark must be a mapping")
+    where = f"{where}: benchmark '{raw.get('id', '?')}'"
+    check_keys(raw, BENCHMARK_KEYS, where, required=("id", "column", "task", "num_fewshot",
+                                                     "metric"))
+    generation = raw.get("generation")
+    if generation is not None:
+        check_keys(mapping(generation, f"{where}: generation"), GENERATION_KEYS,
+                   f"{where}: generation")
+    execution = raw.get("execution")
+    if execution is not None:
+        check_keys(mapping(execution, f"{where}: execution"), EXECUTION_KEYS,
+                   f"{where}: execution")
+    bench_id = str(raw["id"])
+    if "@" not in bench_id or bench_id.split("@", 1)[1] != protocol:
+        raise ConfigError(f"{where}: id must be <name>@{protocol}")
+    try:
+        shots = int(raw["num_fewshot"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: num_fewshot must be a whole number") from exc
+    return BenchmarkSpec(
+        id=bench_id, protocol=protocol, column=str(raw["column"]),
+        task=load_task(str(raw["task"])), num_fewshot=shots, metric=str(raw["metric"]),
+        aggregation=str(raw.get("aggregation", "micro")), generation=generation,
+        execution=execution, optional=bool(raw.get("optional", False)),
+    )
 
 
 @cache
 def load_protocol(name: str) -> Protocol:
     path = resource_dir("protocols") / f"{name}.yaml"
+    where = f"protocols/{name}.yaml"
     if not path.is_file():
         raise ConfigError(
             f"protocol '{name}' is not available (known: {', '.join(available_protocols())})"
         )
-    raw = _read_yaml(path)
-    benchmarks = []
-    try:
-        for b in raw["benchmarks"]:
-            benchmarks.append(BenchmarkSpec(
-                id=b["id"], protocol=raw["protocol"], column=b["column"],
-                task=load_task(b["task"]), num_fewshot=int(b["num_fewshot"]),
-                metric=b["metric"], aggregation=b.get("aggregation", "micro"),
-                generation=b.get("generation"), execution=b.get("execution"),
-                optional=bool(b.get("optional", False)),
-            ))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"protocols/{name}.yaml is malformed: {exc!r}") from exc
+    raw = read_yaml_mapping(path, where)
+    check_keys(raw, PROTOCOL_KEYS, where, required=("protocol", "benchmarks"))
+    if raw["protocol"] != name:
+        raise ConfigError(f"{where}: protocol '{raw['protocol']}' differs from the file name")
+    if not isinstance(raw["benchmarks"], list):
+        raise ConfigError(f"{where}: benchmarks must be a list")
+    benchmarks = [_benchmark(b, name, where) for b in raw["benchmarks"]]
     ids = [b.id for b in benchmarks]
     if len(set(ids)) != len(ids):
-        raise ConfigError(f"protocols/{name}.yaml repeats a benchmark id")
-    return Protocol(raw["protocol"], raw.get("title", name), bool(raw.get("chat_template")),
+        raise ConfigError(f"{where} repeats a benchmark id")
+    return Protocol(name, str(raw.get("title", name)), bool(raw.get("chat_template")),
                     tuple(benchmarks), str(path), raw.get("system_prompt"),
                     _regression_rule(name, raw.get("regression") or {}, set(ids)))
 
@@ -176,6 +147,8 @@ def load_protocol(name: str) -> Protocol:
 def _regression_rule(name: str, raw: Any, ids: set[str]) -> RegressionRule:
     """Parse and check `regression:` (alpha in (0, 1), drops >= 0, ids of this protocol)."""
     where = f"protocols/{name}.yaml: regression"
+    if isinstance(raw, dict):
+        check_keys(raw, REGRESSION_KEYS, where)
     try:
         if not isinstance(raw, dict) or not isinstance(raw.get("min_drop") or {}, dict):
             raise TypeError("regression and regression.min_drop must be mappings")

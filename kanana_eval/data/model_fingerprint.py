@@ -50,13 +50,13 @@ def hub_revision(hub_id: str, revision: str | None) -> str | None:
     """The commit a hub revision points at: asked of the hub, or read from the local HF cache."""
     try:
         if not os.environ.get("HF_HUB_OFFLINE"):
-            from huggingface_hub import HfApi
+            from huggingface_hub import HfApi  # noqa: PLC0415 - heavy: the hub client loads only for hub models
 
             return HfApi().model_info(hub_id, revision=revision or "main").sha
     except Exception:  # network or auth trouble: fall back to the local cache
         pass
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # noqa: PLC0415 - heavy: the hub client loads only for hub models
 
         path = snapshot_download(hub_id, revision=revision or "main", local_files_only=True)
         return Path(path).name

@@ -307,7 +307,7 @@ def _version_of(distribution: str) -> str | None:
 
 def _gguf_adds_bos(gguf: Path) -> bool | None:
     """What the GGUF's own metadata says about prepending BOS (None when it does not say)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # noqa: PLC0415 - heavy: gguf loads only when an offline model is converted
 
     field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.add_bos_token")
     return None if field is None else bool(field.contents())
@@ -321,8 +321,8 @@ def convert_gguf_to_hf(gguf: Path, out: Path) -> dict[str, Any]:
     The saved folder is reloaded and must give the same tokens, BOS behaviour, chat template and
     logits (within LOGIT_TOLERANCE) as the GGUF-loaded model on English and Korean probes.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - heavy: transformers loads only when a model runs
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(

@@ -162,8 +162,8 @@ def write_tables(tables: PunktTables, folder: Path) -> None:
 
 def load_with_nltk(folder: Path) -> PunktTables:
     """What NLTK's own reader (load_punkt_params) makes of a punkt_tab folder."""
-    from nltk.data import FileSystemPathPointer
-    from nltk.tokenize.punkt import load_punkt_params
+    from nltk.data import FileSystemPathPointer  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    from nltk.tokenize.punkt import load_punkt_params  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
 
     params = load_punkt_params(FileSystemPathPointer(str(folder)))
     return PunktTables(frozenset(params.abbrev_types), frozenset(params.collocations),
@@ -186,7 +186,7 @@ def is_built(folder: Path) -> bool:
 
 def _register(nltk_data: Path) -> None:
     """Our nltk_data folder first on NLTK's search path (also the root NLTK lets us read)."""
-    import nltk
+    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
 
     entry = str(nltk_data)
     while entry in nltk.data.path:
@@ -220,7 +220,7 @@ def build_punkt_tab(folder: Path) -> Path:
 
 def _installed_punkt_tab() -> Path | None:
     """NLTK's own English punkt_tab, if a user installed it with nltk.download."""
-    import nltk
+    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
 
     try:
         pointer = nltk.data.find(f"tokenizers/punkt_tab/{LANGUAGE}/")
@@ -232,7 +232,7 @@ def _installed_punkt_tab() -> Path | None:
 @contextmanager
 def no_nltk_download() -> Iterator[None]:
     """`nltk.download` raises instead of reaching the network (lm-eval calls it at import)."""
-    import nltk
+    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
 
     original = nltk.download
 
@@ -257,7 +257,7 @@ def import_checker() -> ModuleType:
     with no_nltk_download():
         try:
             importlib.import_module(CHECKER_MODULE)
-            from langdetect import DetectorFactory
+            from langdetect import DetectorFactory  # noqa: PLC0415 - heavy: langdetect loads its profiles only for IFEval
         except ModuleNotFoundError as exc:
             raise DataUnavailableError(
                 f"lm-eval's IFEval checker cannot be imported ({exc}): pip install 'lm-eval[ifeval]'"
@@ -268,7 +268,7 @@ def import_checker() -> ModuleType:
 
 def _probe(util: ModuleType, where: Path) -> None:
     """The checker's own sentence count on an abbreviation-laden probe: NLTK's English model or stop."""
-    from nltk.tokenize import sent_tokenize
+    from nltk.tokenize import sent_tokenize  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
 
     try:  # lm-eval's sentence count and NLTK's word_tokenize each keep their own tokenizer
         found = util.count_sentences(PROBE_TEXT)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+import torch
+
 # Fraction of the free memory a batch may use: the rest covers allocator slack, temporaries
 # that the estimate does not model, and whatever else runs on the machine.
 DEFAULT_SAFETY = 0.5
@@ -139,12 +142,10 @@ def cgroup_available(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
 def available_bytes(device: str, *, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
     """Memory a new allocation can use now: CUDA's free memory, or the host's (cgroup-aware)."""
     if device.startswith("cuda"):
-        import torch
 
         index = torch.device(device).index
         free, _total = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
         return int(free)
-    import psutil
 
     free = int(psutil.virtual_memory().available)
     limited = cgroup_available(cgroup_root, proc_cgroup)

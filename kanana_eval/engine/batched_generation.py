@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import torch
+import torch
+from transformers import LogitsProcessorList
 
-    from kanana_eval.engine.hf_fast import ModelRunner
+if TYPE_CHECKING:
+
+    from kanana_eval.engine.model_runner import ModelRunner
 
 # Generation kwargs this loop reproduces exactly; any other one goes to lm-eval's own path.
 SUPPORTED_KWARGS = frozenset({"do_sample", "temperature", "top_k", "top_p", "min_p"})
@@ -77,8 +79,7 @@ class Sampling:
                    top_k=pick("top_k", 50), top_p=float(pick("top_p", 1.0)), min_p=pick("min_p", None))
 
     def warpers(self) -> Any:
-        from transformers import LogitsProcessorList
-        from transformers.generation.logits_process import (
+        from transformers.generation.logits_process import (  # noqa: PLC0415 - heavy: transformers loads only when a model runs
             MinPLogitsWarper,
             TemperatureLogitsWarper,
             TopKLogitsWarper,
@@ -153,7 +154,6 @@ class ContinuousBatcher:
     def run(self, prompts: Sequence[Prompt], on_done: Callable[[int, list[int]], None] | None = None,
             ) -> list[list[int]]:
         """Generated token ids per prompt (EOS included when it ended the row), prompt order."""
-        import torch
 
         self.prompts = prompts
         self.stats.prompts += len(prompts)
@@ -205,7 +205,6 @@ class ContinuousBatcher:
     # ------------------------------------------------------------------ steps
     def _choose(self, logits: torch.Tensor, generated: Sequence[Sequence[int]]) -> list[int]:
         """Next token per row from the last-position logits, as `generate` chooses it."""
-        import torch
 
         scores = logits.to(dtype=torch.float32)
         if not self.sampling.do_sample:
@@ -218,7 +217,6 @@ class ContinuousBatcher:
 
     def _prefill(self, row: _Live) -> tuple[int, Any]:
         """The prompt alone (batch 1, no padding): the same forward `generate` runs first."""
-        import torch
 
         prompt = self.prompts[row.index].tokens
         ids = torch.tensor([prompt], dtype=torch.long, device=self.runner.device)
@@ -229,7 +227,6 @@ class ContinuousBatcher:
 
     def _step(self, cache: Any, mask: torch.Tensor, live: Sequence[_Live], tokens: Sequence[int]) -> list[int]:
         """One decoding step for every live row: its last token, its own position, its mask."""
-        import torch
 
         device = self.runner.device
         ids = torch.tensor([[t] for t in tokens], dtype=torch.long, device=device)
@@ -267,7 +264,6 @@ class ContinuousBatcher:
     def _join(self, cache: Any, mask: torch.Tensor | None, row_cache: Any, length: int,
               ) -> tuple[Any, torch.Tensor]:
         """Add a prefilled row to the batch, left-padding whichever side is shorter."""
-        import torch
 
         row_mask = torch.ones((1, length), dtype=torch.long, device=self.runner.device)
         if cache is None:
@@ -283,7 +279,6 @@ class ContinuousBatcher:
 
     def _select(self, cache: Any, mask: torch.Tensor, keep: list[int]) -> tuple[Any, torch.Tensor]:
         """Keep the rows `keep`; drop left padding that no remaining row needs."""
-        import torch
 
         index = torch.tensor(keep, dtype=torch.long, device=mask.device)
         mask = mask.index_select(0, index)

@@ -6,6 +6,7 @@ tested without a GPU or a server; `build_lm` only imports and constructs.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -49,7 +50,7 @@ class EngineConfig:
 
 def cuda_available() -> bool:
     try:
-        import torch
+        import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
 
         return bool(torch.cuda.is_available())
     except ImportError:
@@ -197,11 +198,10 @@ def _openai_lm_class() -> type:
     lm-eval retries each request `max_retries` times and then re-raises the raw aiohttp or
     requests exception (or a KeyError when the reply lacks the echo/logprobs fields).
     """
-    import asyncio
 
-    import aiohttp
-    import requests
-    from lm_eval.models.openai_completions import LocalCompletionsAPI
+    import aiohttp  # noqa: PLC0415 - optional: lm-eval's API extra, only for --backend openai
+    import requests  # noqa: PLC0415 - optional: lm-eval's API extra, only for --backend openai
+    from lm_eval.models.openai_completions import LocalCompletionsAPI  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     class EndpointCompletionsLM(LocalCompletionsAPI):
         def _failure(self, exc: BaseException) -> EngineError:
@@ -288,7 +288,7 @@ def build_lm(cfg: EngineConfig) -> Any:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc
     if cfg.backend == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM
+        from lm_eval.models.vllm_causallms import VLLM  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
         return VLLM(**vllm_model_args(cfg))
     if cfg.backend == "openai":

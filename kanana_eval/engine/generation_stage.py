@@ -39,7 +39,7 @@ def joined(lm: Any, requests: Sequence[Any]) -> Iterator[JoinedRequests]:
     When no generation call happens in the block, nothing is computed: the caller falls back
     to a pass of its own.
     """
-    from lm_eval.api.model import hash_args
+    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     state = JoinedRequests(list(requests))
     if not state.requests:

@@ -20,8 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+import torch.nn.functional as F
+
 if TYPE_CHECKING:
-    from kanana_eval.engine.hf_fast import ModelRunner
+    from kanana_eval.engine.model_runner import ModelRunner
 
 # A shared prefix shorter than this is not worth a separate forward and a cache copy.
 DEFAULT_MIN_PREFIX = 16
@@ -210,7 +213,6 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
                  results: list[tuple[float, bool] | None],
                  on_result: Callable[[int, tuple[float, bool]], None] | None) -> int:
     """Run one group (prefix once, then its rows' suffixes in batches); returns tokens fed."""
-    import torch
 
     members = sorted(group.rows, key=lambda i: (-len(rows[i].tokens), rows[i].tokens))
     fed = 0
@@ -259,8 +261,6 @@ def _score_chunk(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
                  results: list[tuple[float, bool] | None],
                  on_result: Callable[[int, tuple[float, bool]], None] | None) -> int:
     """One forward over the suffixes of `chunk`, right-padded with 0 as HFLM pads."""
-    import torch
-    import torch.nn.functional as F
 
     suffixes = [rows[i].tokens[prefix:] for i in chunk]
     width = max(len(s) for s in suffixes)
@@ -301,8 +301,6 @@ def _score_packed(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[in
     compute alone; only the scored positions are projected onto the vocabulary. Needs plain
     full-attention layers (`ModelRunner.can_pad_batches`): a sliding window counts slots.
     """
-    import torch
-    import torch.nn.functional as F
 
     suffixes = [rows[i].tokens[prefix:] for i in chunk]
     lengths = torch.tensor([len(s) for s in suffixes], dtype=torch.long)

@@ -1,4 +1,4 @@
-"""`kanana-eval judge RUN` and `kanana-eval fastchat-export RUN DIR`: the judge stage on stored answers.
+"""`kanana-eval judge RUN` and `kanana-eval fastchat-export RUN DIR`: the judge on stored answers.
 
 Judging reads only the run folder (answers, and the data fingerprint it was made with), so a run
 made without a judge is judged later, and a judged run is re-judged by another judge, without
@@ -9,103 +9,100 @@ scores, `judged_from` naming the source run); the source run is never modified.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from kanana_eval.config.protocol import BenchmarkSpec, load_protocol
+from kanana_eval.config.run_config import RunConfig
 from kanana_eval.core.errors import ResultsError
-from kanana_eval.pipeline.run import RunConfig
-from kanana_eval.results.io import item_file, load_run, read_jsonl, write_json, write_jsonl
-from kanana_eval.scoring.base import aggregate
+from kanana_eval.results.io import item_file, load_run_records, read_items
+from kanana_eval.results.records import Item, Manifest, Scores
+from kanana_eval.results.writer import RunWriter, new_run_id
+from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge import stage as judge_stage
+from kanana_eval.scoring.judge.client import preflight
+from kanana_eval.scoring.judge.fastchat import (
+    export_fastchat_answers,
+    export_fastchat_judgments,
+    write_jsonl_records,
+)
 
 
-def judged_specs(scores: dict[str, Any]) -> list[BenchmarkSpec]:
+def judged_specs(scores: Scores) -> list[BenchmarkSpec]:
     """The run's benchmarks that an LLM judge scores (MT-Bench, KoMT-Bench)."""
     specs = []
-    for row in scores["scores"]:
-        proto = load_protocol(row["protocol"])
-        spec = next((b for b in proto.benchmarks if b.id == row["benchmark"]), None)
-        if spec is not None and spec.judged:
+    for row in scores.scores:
+        proto = load_protocol(row.protocol)
+        spec = next((b for b in proto.benchmarks if b.id == row.benchmark), None)
+        if spec is not None and scorer_for(spec).needs_judge:
             specs.append(spec)
     return specs
 
 
-def _check_data(spec: BenchmarkSpec, manifest: dict[str, Any], data: Any) -> None:
-    stored = manifest["benchmarks"][spec.id]["data"]["fingerprint"]
+def _check_data(spec: BenchmarkSpec, manifest: Manifest, data: judge_stage.JudgeBenchData) -> None:
+    stored = manifest.benchmarks[spec.id].data.fingerprint
     if stored != data.fingerprint:
-        raise ResultsError(f"{spec.id}: the questions/judge prompts/references differ from the ones "
-                           f"this run was made with ({data.fingerprint[:19]} vs {stored[:19]}); "
-                           "pass the run's --data-dir or rerun it")
+        raise ResultsError(f"{spec.id}: the questions/judge prompts/references differ from the "
+                           f"ones this run was made with ({data.fingerprint[:19]} vs "
+                           f"{stored[:19]}); pass the run's --data-dir or rerun it")
 
 
-def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *, output_dir: Path | None = None,
-              data_dir: Path | None = None) -> Path:
+def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *,
+              output_dir: Path | None = None, data_dir: Path | None = None) -> Path:
     """Judge (or re-judge) the stored answers of `run_dir`; return the new run folder."""
     started = time.time()
     run_dir = Path(run_dir)
-    manifest, scores = load_run(run_dir)
+    manifest, scores = load_run_records(run_dir)
     specs = judged_specs(scores)
     if not specs:
         raise ResultsError(f"{run_dir} has no MT-Bench or KoMT-Bench answers to judge")
-    config = RunConfig.from_dict(manifest["config"])
+    config = RunConfig.from_dict(manifest.config)
     if data_dir is None and config.data_dir:
         data_dir = Path(config.data_dir)
-    from kanana_eval.scoring.judge.client import preflight
-
     preflight(options.client)
     config = dataclasses.replace(
-        config, judge=True, judge_model=options.client.model, judge_base_url=options.client.base_url,
-        judge_concurrency=options.client.concurrency, komt_language_penalty=options.language_penalty,
+        config, judge=True, judge_model=options.client.model,
+        judge_base_url=options.client.base_url, judge_concurrency=options.client.concurrency,
+        komt_language_penalty=options.language_penalty,
         output_dir=str(output_dir) if output_dir else str(run_dir.parent.parent))
-    judged: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+    judged: dict[str, tuple[list[Item], dict]] = {}
     for spec in specs:
         data = judge_stage.load_data(spec, data_dir)
         _check_data(spec, manifest, data)
-        items = read_jsonl(item_file(run_dir, spec.id), kind="item")
+        items = read_items(item_file(run_dir, spec.id))
         for item in items:  # a fresh judgment: drop the previous judge's verdicts
-            item["score"], item["verdict"] = None, judge_stage.UNJUDGED
-            item["details"] = {k: v for k, v in item.get("details", {}).items() if k != "judge"}
-        record = judge_stage.judge_items(spec, items, data, options)
-        judged[spec.id] = (items, record)
+            item.score, item.verdict = None, judge_stage.UNJUDGED
+            item.details = {k: v for k, v in (item.details or {}).items() if k != "judge"}
+        judged[spec.id] = (items, judge_stage.judge_items(spec, items, data, options))
     return _write_judged(run_dir, manifest, scores, config, judged, started)
 
 
-def _write_judged(source: Path, manifest: dict[str, Any], scores: dict[str, Any], config: RunConfig,
-                  judged: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]], started: float) -> Path:
-    from kanana_eval.pipeline.run import _run_id
-
-    run_id = _run_id(config)
-    final = Path(config.output_dir) / source.parent.name / run_id
-    partial = final.parent / f".{run_id}.partial"
-    partial.mkdir(parents=True, exist_ok=False)
-    shutil.copytree(source / "items", partial / "items")
+def _write_judged(source: Path, manifest: Manifest, scores: Scores, config: RunConfig,
+                  judged: dict[str, tuple[list[Item], dict]], started: float) -> Path:
+    run_id = new_run_id(config.hash())
     rows = []
-    for row in scores["scores"]:
-        if row["benchmark"] in judged:
-            items, record = judged[row["benchmark"]]
-            write_jsonl(item_file(partial, row["benchmark"]), items, kind="item")
-            agg = aggregate(items, "judge")
-            row = {**row, "value": agg.value, "stderr": agg.stderr, "n": agg.n,
-                   "subtasks": agg.subtasks, **judge_stage.row_extras(items, record)}
-            manifest["benchmarks"][row["benchmark"]]["judge"] = record
+    for row in scores.scores:
+        if row.benchmark in judged:
+            items, record = judged[row.benchmark]
+            spec = next(s for s in judged_specs(scores) if s.id == row.benchmark)
+            scorer = scorer_for(spec)
+            agg = scorer.aggregate(spec, items)
+            row = row.model_copy(update={"value": agg.value, "stderr": agg.stderr, "n": agg.n,
+                                         "subtasks": agg.subtasks,
+                                         **scorer.row_fields(spec, items), "judge": record})
+            manifest.benchmarks[row.benchmark].judge = record
         rows.append(row)
-    scores = {**scores, "run_id": run_id, "scores": rows}
-    manifest = {**manifest, "run_id": run_id, "config": config.to_dict(), "config_hash": config.hash(),
-                "created_utc": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-                "command": list(sys.argv), "judged_from": str(source.resolve()),
-                "timings": {**manifest.get("timings", {}), "judge_s": round(time.time() - started, 3)}}
-    write_json(partial / "scores.json", scores, kind="scores")
-    write_json(partial / "manifest.json", manifest, kind="manifest")
-    if final.exists():  # the same judging within the same second: same inputs, same result
-        shutil.rmtree(final)
-    partial.rename(final)
-    return final
+    scores = scores.model_copy(update={"run_id": run_id, "scores": rows})
+    manifest = manifest.model_copy(update={
+        "run_id": run_id, "config": config.to_dict(), "config_hash": config.hash(),
+        "created_utc": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "command": list(sys.argv), "judged_from": str(source.resolve()),
+        "timings": {**manifest.timings, "judge_s": round(time.time() - started, 3)}})
+    writer = RunWriter(Path(config.output_dir), source.parent.name, run_id)
+    return writer.write(manifest, scores, {b: items for b, (items, _) in judged.items()},
+                        copy_items_from=source)
 
 
 def export_fastchat(run_dir: Path, out_dir: Path) -> list[Path]:
@@ -114,25 +111,19 @@ def export_fastchat(run_dir: Path, out_dir: Path) -> list[Path]:
     `<out>/<bench>/model_answer/<model>.jsonl` and, when judged,
     `<out>/<bench>/model_judgment/<judge>_single.jsonl`, so FastChat's own show_result works.
     """
-    from kanana_eval.scoring.judge.fastchat import (
-        export_fastchat_answers,
-        export_fastchat_judgments,
-        write_jsonl_records,
-    )
-
-    manifest, scores = load_run(Path(run_dir))
+    manifest, scores = load_run_records(Path(run_dir))
     specs = judged_specs(scores)
     if not specs:
         raise ResultsError(f"{run_dir} has no MT-Bench or KoMT-Bench answers to export")
-    model_id = manifest["model"]["name"].replace("/", "_")
+    model_id = manifest.model.name.replace("/", "_")
     written = []
     for spec in specs:
-        items = read_jsonl(item_file(Path(run_dir), spec.id), kind="item")
+        items = read_items(item_file(Path(run_dir), spec.id))
         bench = spec.id.split("@")[0]
         path = Path(out_dir) / bench / "model_answer" / f"{model_id}.jsonl"
         write_jsonl_records(path, export_fastchat_answers(items, model_id))
         written.append(path)
-        record = manifest["benchmarks"][spec.id].get("judge") or {}
+        record = manifest.benchmarks[spec.id].judge or {}
         if record.get("status") == "judged":
             judge_model = record["model"]
             path = Path(out_dir) / bench / "model_judgment" / f"{judge_model}_single.jsonl"
@@ -143,16 +134,16 @@ def export_fastchat(run_dir: Path, out_dir: Path) -> list[Path]:
 
 def describe(path: Path) -> str:
     """One line per judged benchmark of a run: score, per turn, dropped, cost."""
-    scores = json.loads((Path(path) / "scores.json").read_text())
+    _, scores = load_run_records(Path(path))
     parts = []
-    for row in scores["scores"]:
-        judge = row.get("judge")
-        if not judge or judge.get("status") != "judged" or row["value"] is None:
+    for row in scores.scores:
+        judge = row.judge
+        if not judge or judge.get("status") != "judged" or row.value is None:
             continue
         cost = judge.get("cost_usd")
-        turns = {k: "n/a" if v is None else f"{v:.2f}" for k, v in row["metrics"].items()}
-        parts.append(f"{row['benchmark']} {row['value']:.2f} (turn 1 {turns['turn_1']}, "
-                     f"turn 2 {turns['turn_2']}, n={row['n']}, dropped {row['n_dropped']}, "
+        turns = {k: "n/a" if v is None else f"{v:.2f}" for k, v in (row.metrics or {}).items()}
+        parts.append(f"{row.benchmark} {row.value:.2f} (turn 1 {turns['turn_1']}, "
+                     f"turn 2 {turns['turn_2']}, n={row.n}, dropped {row.n_dropped}, "
                      f"judge {judge['model']}, {judge['api_calls']} calls"
                      + (f", ~${cost:.2f})" if cost is not None else ")"))
     return " | ".join(parts)

@@ -24,16 +24,26 @@ from lm_eval.api.model import LM
 
 from kanana_eval.config.protocol import BenchmarkSpec, available_protocols, load_protocol
 from kanana_eval.config.registry import ModelRef
+from kanana_eval.config.run_config import RunConfig
 from kanana_eval.core.errors import ConfigError, ResultsError
 from kanana_eval.core.hashing import file_sha256
-from kanana_eval.scoring.base import item_id
+from kanana_eval.core.paths import cache_dir
+from kanana_eval.pipeline.collect import collect_items, execute
+from kanana_eval.pipeline.data_record import data_record
+from kanana_eval.pipeline.model_source import ResolvedModel
+from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
+from kanana_eval.scoring.base import ExecutionContext, Scorer, item_id
+from kanana_eval.scoring.catalog import check_spec
 from kanana_eval.tasks.lm_eval_bridge import BuiltTask, build_tasks
+
+_NEEDS_MODEL = "this benchmark is scored by log-likelihood: it needs a model, not completions"
 
 
 class StoredCompletionsLM(LM):
     """Answers generation requests from a completions file, keyed by the item's dataset id."""
 
-    def __init__(self, responses: dict[str, str], names: dict[str, tuple[BenchmarkSpec, str | None]]) -> None:
+    def __init__(self, responses: dict[str, str],
+                 names: dict[str, tuple[BenchmarkSpec, str | None]]) -> None:
         super().__init__()
         self.responses, self.names = responses, names
 
@@ -45,10 +55,10 @@ class StoredCompletionsLM(LM):
         return out
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
-        raise ConfigError("this benchmark is scored by log-likelihood: it needs a model, not completions")
+        raise ConfigError(_NEEDS_MODEL)
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
-        raise ConfigError("this benchmark is scored by log-likelihood: it needs a model, not completions")
+        raise ConfigError(_NEEDS_MODEL)
 
 
 def find_benchmark(name: str) -> BenchmarkSpec:
@@ -62,13 +72,16 @@ def find_benchmark(name: str) -> BenchmarkSpec:
     return found[0]
 
 
-def read_completions(path: Path, spec: BenchmarkSpec) -> dict[str, str]:
-    """item id -> response text; one clear error for a malformed or duplicated line."""
+def read_completions(path: Path, scorer: Scorer) -> dict[str, Any]:
+    """item id -> response; one clear error for a malformed or duplicated line."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"completions file {path} is not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})") from exc
     except OSError as exc:
         raise ResultsError(f"cannot read completions file {path}: {exc}") from exc
-    responses: dict[str, str] = {}
+    responses: dict[str, Any] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -77,13 +90,10 @@ def read_completions(path: Path, spec: BenchmarkSpec) -> dict[str, str]:
         except json.JSONDecodeError as exc:
             raise ResultsError(f"{path}:{number} is not valid JSON: {exc.msg}") from exc
         key = row.get("item_id", row.get("task_id")) if isinstance(row, dict) else None
-        text = next((row[k] for k in ("response", "output", "solution", "completion")
-                     if isinstance(row, dict) and k in row), None)
-        if not isinstance(key, str) or not isinstance(text, str):
-            raise ResultsError(f"{path}:{number} needs a string item_id (or task_id) and a string "
-                               "response, output, solution or completion")
-        if "completion" in row and "solution" not in row and spec.task.scorer == "evalplus":
-            text = {"completion": text}  # type: ignore[assignment]  # evalplus: prompt + completion
+        text = scorer.completion_text(row) if isinstance(row, dict) else None
+        if not isinstance(key, str) or text is None:
+            raise ResultsError(f"{path}:{number} needs a string item_id (or task_id) and a "
+                               "string response, output, solution or completion")
         if key in responses:
             raise ResultsError(f"{path}:{number} repeats item {key}")
         responses[key] = text
@@ -100,48 +110,30 @@ def _doc_ids(spec: BenchmarkSpec, built: list[BuiltTask], wanted: set[str]) -> d
     found = {item_id(spec, bt.subtask, i, bt.task.eval_docs[i]) for bt in built for i in ids[bt.name]}
     missing = sorted(wanted - found)
     if missing:
-        raise ResultsError(f"{len(missing)} item id(s) are not in {spec.id}: {', '.join(missing[:5])}")
+        raise ResultsError(f"{len(missing)} item id(s) are not in {spec.id}: "
+                           f"{', '.join(missing[:5])}")
     return ids
-
-
-def _evalplus_items(spec: BenchmarkSpec, built: list[BuiltTask], responses: dict[str, Any],
-                    doc_ids: dict[str, list[int]]) -> list[dict[str, Any]]:
-    """evalplus' samples semantics: `solution` as it is, `completion` after the prompt."""
-    items = []
-    for bt in built:
-        for i in doc_ids[bt.name]:
-            doc = bt.task.eval_docs[i]
-            given = responses[doc["task_id"]]
-            solution = doc["prompt"] + given["completion"] if isinstance(given, dict) else given
-            items.append({"schema_version": 1, "benchmark": spec.id, "item_id": doc["task_id"],
-                          "subtask": None, "prompt": doc["prompt"], "output": solution,
-                          "extracted": solution, "target": None, "score": 0.0, "verdict": "unscored",
-                          "details": {"solution": solution, "entry_point": doc["entry_point"]}})
-    return items
 
 
 def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, output_dir: Path,
                       workers: int | None = None) -> Path:
     """Score `path` on `benchmark` and store a run folder (source `completions`); return it."""
-    from kanana_eval.pipeline.run import (
-        ResolvedModel,
-        RunConfig,
-        _data_record,
-        _execute_code,
-        _write_run,
-        collect_items,
-    )
-
     started = time.time()
     spec = find_benchmark(benchmark)
+    scorer = check_spec(spec)
     if spec.generation is None:
-        raise ConfigError(f"{spec.id} is scored by log-likelihood: it needs a model, not completions")
-    responses = read_completions(path, spec)
+        raise ConfigError(f"{spec.id} is scored by log-likelihood: it needs a model, "
+                          "not completions")
+    responses = read_completions(path, scorer)
+    scorer.prepare(spec)
     built = build_tasks(spec, data_dir)
     doc_ids = _doc_ids(spec, built, set(responses))
-    if spec.task.scorer == "evalplus":
-        items = {spec.id: _evalplus_items(spec, built, responses, doc_ids)}
-        _execute_code([spec], items, workers, data_dir)
+    docs = [(bt.subtask, bt.task.eval_docs[i]) for bt in built for i in doc_ids[bt.name]]
+    direct = scorer.items_from_completions(spec, docs, responses)
+    if direct is not None:
+        items = {spec.id: direct}
+        execute([spec], items, ExecutionContext(data_dir=data_dir, cache_dir=cache_dir(),
+                                                workers=workers))
     else:
         names = {bt.name: (spec, bt.subtask) for bt in built}
         items = collect_items(StoredCompletionsLM(responses, names), [spec], {spec.id: built},
@@ -150,17 +142,21 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
                               chat_templates=False)
     digest = file_sha256(Path(path))
     ref = ModelRef(name=f"completions-{Path(path).stem}", protocols=(spec.protocol,))
-    config = RunConfig(model=str(Path(path).resolve()), protocols=[spec.protocol], benchmarks=[spec.id],
-                       backend="completions", data_dir=str(data_dir) if data_dir else None,
-                       output_dir=str(output_dir), execution_workers=workers, use_cache=False)
-    resolved = ResolvedModel(ref, str(path), "completions", f"sha256:{digest}", None, str(Path(path).resolve()))
+    config = RunConfig(model=str(Path(path).resolve()), protocols=[spec.protocol],
+                       benchmarks=[spec.id], backend="completions",
+                       data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
+                       execution_workers=workers, use_cache=False)
+    resolved = ResolvedModel(ref, str(path), "completions", f"sha256:{digest}", None,
+                             str(Path(path).resolve()))
     engine = {"backend": "completions", "file": str(Path(path).resolve()), "sha256": digest,
-              "chat_template": {"applied": False, "source": None, "sha256": None, "template": None,
+              "chat_template": {"applied": False, "source": None, "sha256": None,
+                                "template": None,
                                 "note": "no model: item prompts are shown without a chat template"}}
-    plan = {spec.id: {k: len(v) for k, v in doc_ids.items()}}
-    available = {spec.id: sum(len(bt.task.eval_docs) for bt in built)}
-    data = {spec.id: _data_record(spec, built, data_dir)}
-    timings = {"total_s": time.time() - started}
-    return _write_run(ref, config, resolved, engine, [spec], {spec.id: built}, data,
-                      plan, available, items, timings, None, started)
-
+    outcome = BenchmarkOutcome(spec=spec, items=items[spec.id],
+                               data=data_record(spec, scorer, built, data_dir),
+                               plan={k: len(v) for k, v in doc_ids.items()},
+                               available=sum(len(bt.task.eval_docs) for bt in built),
+                               lm_eval_tasks={bt.name: bt.version for bt in built})
+    return write_run(RunOutcome(resolved=resolved, config=config, engine=engine,
+                                benchmarks=[outcome], timings={"total_s": time.time() - started},
+                                started=started))

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from pydantic import ValidationError
 
+from kanana_eval.config.registry import load_registry
 from kanana_eval.core.errors import ResultsError
+from kanana_eval.results.records import Item, Manifest, Scores
 
 SCHEMA_VERSION = 1
 _SCHEMAS = Path(__file__).with_name("schemas")
@@ -103,14 +106,36 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return read_json(run_dir / "manifest.json", "manifest"), read_json(run_dir / "scores.json", "scores")
 
 
+def load_run_records(run_dir: Path) -> tuple[Manifest, Scores]:
+    """(manifest, scores) of a finished run folder as typed records, both schema-checked."""
+    manifest, scores = load_run(run_dir)
+    try:
+        return Manifest.model_validate(manifest), Scores.model_validate(scores)
+    except ValidationError as exc:
+        raise ResultsError(f"{run_dir}: {_first_error(exc)}") from exc
+
+
+def read_items(path: Path) -> list[Item]:
+    """A run's `items/<benchmark>.jsonl` as typed items, each schema-checked."""
+    rows = read_jsonl(path, kind="item")
+    try:
+        return [Item.model_validate(row) for row in rows]
+    except ValidationError as exc:
+        raise ResultsError(f"{path}: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = "/".join(str(p) for p in error.get("loc", ())) or "(root)"
+    return f"{where}: {error.get('msg')}"
+
+
 def item_file(run_dir: Path, benchmark: str) -> Path:
     return Path(run_dir) / "items" / f"{benchmark}.jsonl"
 
 
 def find_runs(results_dir: Path, model: str) -> list[Path]:
     """Finished run folders of a model (registry key or slug), oldest first."""
-    from kanana_eval.config.registry import load_registry
-
     try:
         slugs = [ref.slug for ref in load_registry().resolve(model)]
     except Exception:  # an unknown name may still be a slug of a folder or hub id run

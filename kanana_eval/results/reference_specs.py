@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kanana_eval.config.protocol import available_protocols, load_protocol
+
 if TYPE_CHECKING:
     from kanana_eval.results.reference import Column, ReferenceTable
 
@@ -158,7 +160,6 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
 
 def runnable_benchmark_ids() -> frozenset[str]:
     """Every benchmark id some protocol in `protocols/` can run (optional ones included)."""
-    from kanana_eval.config.protocol import available_protocols, load_protocol
 
     return frozenset(b.id for p in available_protocols() for b in load_protocol(p).benchmarks)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from kanana_eval.config.protocol import BenchmarkSpec
 from kanana_eval.core.errors import ConfigError
-from kanana_eval.scoring.base import Aggregate, item_id
+from kanana_eval.data.punkt import ensure_punkt_tab
+from kanana_eval.results.records import Item
+from kanana_eval.scoring.base import Aggregate, PairedTest, Scorer, register, sample_item
 
 METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc",
            "prompt_level_loose_acc", "inst_level_loose_acc")
@@ -40,7 +42,7 @@ def _flags(spec: BenchmarkSpec, sample: dict[str, Any], n_instructions: int) -> 
     return flags
 
 
-def ifeval_item(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]) -> dict[str, Any]:
+def ifeval_item(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]) -> Item:
     """One prompt: score = prompt-level strict (every instruction followed); details keep all four."""
     doc = sample["doc"]
     instructions = [str(i) for i in doc["instruction_id_list"]]
@@ -51,30 +53,21 @@ def ifeval_item(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]
         verdict = "no_answer"  # the checker fails every instruction of an empty response
     else:
         verdict = "correct" if strict else "wrong"
-    return {
-        "schema_version": 1,
-        "benchmark": spec.id,
-        "item_id": item_id(spec, subtask, sample["doc_id"], doc),
-        "subtask": subtask,
-        "prompt": sample["arguments"][0][0],
-        "output": sample["resps"][0][0],
-        "extracted": response,
-        "target": None,
-        "score": 1.0 if strict else 0.0,
-        "verdict": verdict,
-        "details": {"instruction_id_list": instructions, **flags},
-    }
+    return sample_item(spec, subtask, sample, output=sample["resps"][0][0], extracted=response,
+                       target=None, score=1.0 if strict else 0.0, verdict=verdict,
+                       details={"instruction_id_list": instructions, **flags})
 
 
-def _counts(items: Sequence[dict[str, Any]], level: str) -> tuple[list[int], list[int], list[int]]:
+def _counts(items: Sequence[Item], level: str) -> tuple[list[int], list[int], list[int]]:
     """Per item: prompt-level flag, instructions followed, instructions given (strict or loose)."""
-    prompt = [int(bool(i["details"][f"prompt_level_{level}_acc"])) for i in items]
-    followed = [sum(bool(f) for f in i["details"][f"inst_level_{level}_acc"]) for i in items]
-    given = [len(i["details"][f"inst_level_{level}_acc"]) for i in items]
+    details = [i.details or {} for i in items]
+    prompt = [int(bool(d[f"prompt_level_{level}_acc"])) for d in details]
+    followed = [sum(bool(f) for f in d[f"inst_level_{level}_acc"]) for d in details]
+    given = [len(d[f"inst_level_{level}_acc"]) for d in details]
     return prompt, followed, given
 
 
-def ifeval_metrics(items: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+def ifeval_metrics(items: Sequence[Item]) -> dict[str, float | None]:
     """lm-eval's four IFEval accuracies (`mean` over prompts; `agg_inst_level_acc` over instructions)."""
     out: dict[str, float | None] = {}
     for level in ("strict", "loose"):
@@ -84,7 +77,7 @@ def ifeval_metrics(items: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return {name: out[name] for name in METRICS}
 
 
-def ifeval_aggregate(items: Sequence[dict[str, Any]]) -> Aggregate:
+def ifeval_aggregate(items: Sequence[Item]) -> Aggregate:
     """The README's IFEval: (prompt-level strict + instruction-level strict) / 2, with a stderr.
 
     Prompts are the sampled units (one prompt's instructions share a response), so the stderr
@@ -112,3 +105,28 @@ def ifeval_aggregate(items: Sequence[dict[str, Any]]) -> Aggregate:
     mean_z = sum(z) / n
     var = sum((x - mean_z) ** 2 for x in z) / (n - 1)
     return Aggregate(value, math.sqrt(var / n), n, {})
+
+
+@register
+class IFEval(Scorer):
+    """lm-eval's IFEval checker per prompt; the headline is the mean of the two strict accuracies."""
+
+    name = "ifeval"
+    metrics: ClassVar[frozenset[str]] = frozenset({"ifeval_strict_mean"})
+    aggregations: ClassVar[frozenset[str]] = frozenset({"ifeval"})
+    paired_test = PairedTest.BOOTSTRAP
+    compare_note = ("IFEval's headline is the mean of prompt- and instruction-level strict "
+                    "accuracy; the difference and test use the per-item prompt-level strict score")
+
+    def prepare(self, spec: BenchmarkSpec) -> None:
+        ensure_punkt_tab()  # the checker counts sentences with NLTK's punkt_tab; no download
+
+    def build_item(self, spec: BenchmarkSpec, subtask: str | None,
+                   sample: dict[str, Any]) -> Item:
+        return ifeval_item(spec, subtask, sample)
+
+    def aggregate(self, spec: BenchmarkSpec, items: Sequence[Item]) -> Aggregate:
+        return ifeval_aggregate(items)
+
+    def row_fields(self, spec: BenchmarkSpec, items: Sequence[Item]) -> dict[str, Any]:
+        return {"metrics": ifeval_metrics(items)} if items else {}

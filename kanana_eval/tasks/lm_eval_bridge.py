@@ -35,7 +35,7 @@ class FunctionRef:
     spec: str
 
     def resolve(self) -> Any:
-        from lm_eval.tasks._yaml_loader import _import_func_in_yml
+        from lm_eval.tasks._yaml_loader import _import_func_in_yml  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
         return _import_func_in_yml(self.spec, self.base_dir)
 
@@ -53,7 +53,7 @@ class FunctionRef:
 
 
 def lm_eval_tasks_root() -> Path:
-    import lm_eval.tasks
+    import lm_eval.tasks  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     return Path(lm_eval.tasks.__file__).parent
 
@@ -85,7 +85,7 @@ def load_yaml_with_refs(path: Path, _seen: frozenset[Path] = frozenset()) -> dic
 
 @cache
 def _index(folder: str) -> dict[str, Any]:
-    from lm_eval.tasks._index import TaskIndex
+    from lm_eval.tasks._index import TaskIndex  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     root = lm_eval_tasks_root() / folder
     if not root.is_dir():
@@ -95,7 +95,7 @@ def _index(folder: str) -> dict[str, Any]:
 
 def leaf_task_names(name: str, folder: str) -> list[str]:
     """Expand an lm-eval group or tag into its leaf task names, in lm-eval's order."""
-    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import Kind  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     index = _index(folder)
     if name not in index:
@@ -211,18 +211,6 @@ def lm_eval_task_version(leaf: str, folder: str | None, own: dict[str, Any] | No
     return (cfg.get("metadata") or {}).get("version")
 
 
-def _prepare_scorer(spec: BenchmarkSpec) -> None:
-    """Fail on bad scorer options, and install scorer data, before any model work starts."""
-    if spec.task.scorer in ("math_answer", "cot_letter"):
-        from kanana_eval.scoring.answer_scorers import check_scorer_options
-
-        check_scorer_options(spec.task)
-    elif spec.task.scorer == "ifeval":  # lm-eval's checker needs NLTK's punkt_tab, no download
-        from kanana_eval.data.punkt import ensure_punkt_tab
-
-        ensure_punkt_tab()
-
-
 @dataclass
 class BuiltTask:
     """An lm-eval task ready to run, with what the runner needs to name and score its items."""
@@ -236,9 +224,8 @@ class BuiltTask:
 def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
                 only: Sequence[str] | None = None) -> list[BuiltTask]:
     """Every leaf lm-eval task of a benchmark (or the `only` ones), its dataset loaded."""
-    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.api.task import ConfigurableTask  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
-    _prepare_scorer(spec)
     if spec.task.lm_eval_task is None or spec.task.lm_eval_folder is None:
         leaves = [spec.task.name]
     else:

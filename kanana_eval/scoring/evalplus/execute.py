@@ -29,9 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+from filelock import FileLock
+from tqdm import tqdm
 
 from kanana_eval.core.errors import KananaError
+from kanana_eval.data.evalplus_release import dataset_hash
 from kanana_eval.scoring.sandbox.runner import QUOTA_DETAIL, ExecutionResult, run_calls
 
 DATASETS = ("humaneval", "mbpp")
@@ -66,9 +70,7 @@ def expected_outputs(dataset: str, problems: dict[str, dict], scratch_dir: Path)
     Computed once per problem set in a subprocess (the canonical solutions are dataset code, not
     the harness's) and cached as `<scratch_dir>/<dataset>-<hash>.pkl`, evalplus's own file format.
     """
-    from filelock import FileLock
 
-    from kanana_eval.data.evalplus_release import dataset_hash
 
     _check_dataset(dataset)
     scratch_dir = Path(scratch_dir)
@@ -145,7 +147,6 @@ def check_solutions(
             for task_id, source in solutions
         ]
         if progress:
-            from tqdm import tqdm
 
             for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{dataset}+ tests",
                           unit="sol"):
@@ -206,7 +207,7 @@ def evalplus_status(result: ExecutionResult, n_inputs: int) -> str:
     A child that returned gives (stat, details[:progress]); one that died, hung or was killed
     leaves stat _UNKNOWN, which evalplus reports as "timeout". A disk-quota kill is a failure.
     """
-    from evalplus.eval import _UNKNOWN, FAIL, PASS, TIMEOUT, _mapping
+    from evalplus.eval import _UNKNOWN, FAIL, PASS, TIMEOUT, _mapping  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
 
     if result.detail.startswith(QUOTA_DETAIL):
         return FAIL
@@ -237,7 +238,7 @@ def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: 
                              expected: list, limits: list[float], atol: float,
                              fast_check: bool) -> list:
     """Runs INSIDE the sandbox child: evalplus's unsafe_execute, its outcome as JSON types."""
-    from evalplus.eval import _UNKNOWN, unsafe_execute
+    from evalplus.eval import _UNKNOWN, unsafe_execute  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
 
     stat, progress = _Shared(_UNKNOWN), _Shared(0)
     details: list[Any] = [False] * len(inputs)
@@ -248,11 +249,10 @@ def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: 
 
 def _memory_mb() -> int:
     """evalplus's own address-space limit (4 GiB or the machine's RAM, EVALPLUS_MAX_MEMORY_BYTES)."""
-    from evalplus.eval import query_maximum_memory_bytes
+    from evalplus.eval import query_maximum_memory_bytes  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
 
     limit = query_maximum_memory_bytes()
     if limit is None:
-        import psutil
 
         limit = psutil.virtual_memory().total
     return max(64, int(limit) >> 20)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlitedict import SqliteDict
+
 # FastChat llm_judge/common.py `temperature_config`; other categories get 0.7 there.
 CATEGORY_TEMPERATURES: dict[str, float] = {
     "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
@@ -72,7 +74,7 @@ def _history(question: dict[str, Any], answers: Sequence[str], turn: int,
 def _turn_requests(lm: Any, asked: Sequence[dict[str, Any]], answers: dict[int, list[str]], turn: int,
                    settings: GenerationSettings) -> tuple[list[str], list[Any]]:
     """(rendered prompts, lm-eval generate_until requests) of `turn` for the questions `asked`."""
-    from lm_eval.api.instance import Instance
+    from lm_eval.api.instance import Instance  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     prompts = [lm.apply_chat_template(_history(q, answers[q["question_id"]], turn, settings.system_prompt),
                                       add_generation_prompt=True) for q in asked]
@@ -87,7 +89,7 @@ def first_turn_requests(lm: Any, questions: Sequence[dict[str, Any]], settings: 
                         *, cache_path: Path | None = None) -> list[Any]:
     """Turn-1 requests not answered yet: they need no earlier answer, so they can join the
     protocol's first generation pass (`generation_stage`) instead of waiting for a pass of their own."""
-    from lm_eval.api.model import hash_args
+    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
     _prompts, requests = _turn_requests(lm, questions, {q["question_id"]: [] for q in questions}, 1,
                                         settings)
@@ -103,7 +105,7 @@ def generate_answers(lm: Any, questions: Sequence[dict[str, Any]], settings: Gen
     `ready` holds answers already generated in an earlier pass (keyed by lm-eval's `hash_args`);
     they are stored like fresh ones and not asked again.
     """
-    import torch
+    import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
 
     store = _AnswerStore(lm, cache_path, ready or {})
     torch.manual_seed(seed)  # sampled categories: reproducible on the same engine and batch size
@@ -130,7 +132,6 @@ def _answer_db_path(cache_path: Path) -> Path:
 def _stored_keys(cache_path: Path | None) -> set[str]:
     if cache_path is None or not _answer_db_path(cache_path).is_file():
         return set()
-    from sqlitedict import SqliteDict
 
     with SqliteDict(str(_answer_db_path(cache_path)), flag="r") as db:
         return set(db.keys())
@@ -140,11 +141,10 @@ class _AnswerStore:
     """Answers already made are read back; new ones are written as each request finishes."""
 
     def __init__(self, lm: Any, cache_path: Path | None, ready: dict[str, str]) -> None:
-        from lm_eval.api.model import CacheHook
+        from lm_eval.api.model import CacheHook  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
         self.lm, self.db, self.ready = lm, None, ready
         if cache_path is not None:
-            from sqlitedict import SqliteDict
 
             path = _answer_db_path(cache_path)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ class _AnswerStore:
             lm.set_cache_hook(hook)
 
     def generate(self, requests: list[Any]) -> list[str]:
-        from lm_eval.api.model import hash_args
+        from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
 
         keys = [hash_args("generate_until", r.args) for r in requests]
         db: dict[str, str] | Any = self.db if self.db is not None else {}

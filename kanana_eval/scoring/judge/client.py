@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tqdm import tqdm
+
 from kanana_eval.core.errors import KananaError
 
 # USD per 1M tokens (input, output), OpenAI list prices for standard (non-batch) requests.
@@ -214,7 +216,7 @@ class JudgeClient:
     """Sends judge requests `config.concurrency` at a time, caching every reply in `cache_path`."""
 
     def __init__(self, config: JudgeConfig, cache_path: Path) -> None:
-        import openai
+        import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
 
         preflight(config)
         self.config = config
@@ -250,7 +252,6 @@ class JudgeClient:
 
         One batch at a time per client (the abort flag is per client).
         """
-        from tqdm import tqdm
 
         keys = [self.key(r) for r in requests]
         replies: dict[str, JudgeReply] = {
@@ -316,7 +317,7 @@ class JudgeClient:
 
     def _judge_error(self, exc: BaseException, done: int, total: int) -> BaseException:
         """One line: what failed, how much is safely cached, and how to resume."""
-        import openai
+        import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
 
         if not isinstance(exc, openai.OpenAIError | JudgeError):
             return exc  # a bug, not an API failure: raise it as is (completed replies are cached)
@@ -342,7 +343,7 @@ class JudgeClient:
 
 def _retryable(exc: BaseException) -> bool:
     """Whether the openai client retried this error (mirrors its `_should_retry` statuses)."""
-    import openai
+    import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
 
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from kanana_eval.core.errors import ConfigError, DataUnavailableError, ResultsError
+from kanana_eval.results.records import Item
 from kanana_eval.scoring.base import mean_stderr
 
 # FastChat llm_judge/common.py NEED_REF_CATS: judged against a reference answer.
@@ -188,7 +189,7 @@ class LanguagePenalty:
 
     def language(self, text: str) -> str:
         """py3langid's most probable language code for the text."""
-        import py3langid
+        import py3langid  # noqa: PLC0415 - heavy: py3langid loads its model only for the KoMT language penalty
 
         return str(py3langid.classify(text)[0])
 
@@ -229,34 +230,32 @@ def judged_item(
     judgment: str | None,
     attempts: int,
     penalty: LanguagePenalty | None = None,
-) -> dict[str, Any]:
+) -> Item:
     """The schema-v1 item record of one judged turn (judgment None = the judge never answered)."""
     raw = parse_score(judgment) if judgment is not None else None
     score, applied = raw, None
     if raw is not None and penalty is not None:
         score, applied = penalty.apply(task.question_id, output, raw)
     verdict = "unjudged" if judgment is None else ("unparsable" if raw is None else "judged")
-    return {
-        "schema_version": 1, "benchmark": benchmark, "item_id": str(task.question_id),
-        "subtask": task.category, "turn": task.turn, "prompt": prompt, "output": output,
-        "extracted": None, "target": None if target is None else str(target),
-        "score": score, "verdict": verdict,
-        "details": {
+    return Item(
+        benchmark=benchmark, item_id=str(task.question_id), subtask=task.category,
+        turn=task.turn, prompt=prompt, output=output, extracted=None,
+        target=None if target is None else str(target), score=score, verdict=verdict,
+        details={
             "question_id": task.question_id, "category": task.category, "temperature": temperature,
             "judge": {"model": judge_model, "prompt_name": task.prompt_name,
                       "user_prompt": task.user_prompt, "judgment": judgment, "attempts": attempts,
                       "raw_score": raw, "penalty": applied},
         },
-    }
+    )
 
 
-def _question_id(item: dict) -> int:
-    details = item.get("details") or {}
-    return int(details.get("question_id", item["item_id"]))
+def _question_id(item: Item) -> int:
+    return int((item.details or {}).get("question_id", item.item_id))
 
 
-def _category(item: dict) -> str:
-    return (item.get("details") or {}).get("category") or item.get("subtask") or ""
+def _category(item: Item) -> str:
+    return (item.details or {}).get("category") or item.subtask or ""
 
 
 def _cluster_stderr(rows: Sequence[tuple[int, float]]) -> float | None:
@@ -279,21 +278,21 @@ def _cluster_stderr(rows: Sequence[tuple[int, float]]) -> float | None:
     return mean_stderr([r + (s - r * t) / tbar for s, t in sums.values()])[1]
 
 
-def summarize(items: Sequence[dict]) -> dict[str, Any]:
+def summarize(items: Sequence[Item]) -> dict[str, Any]:
     """FastChat show_result (single mode) on the judged items, plus per-category means.
 
     Items whose verdict is not "judged" are dropped, as FastChat drops score -1, and counted.
     """
-    judged = [i for i in items if i["verdict"] == "judged"]
-    unknown = {i["verdict"] for i in items} - set(VERDICTS)
+    judged = [i for i in items if i.verdict == "judged"]
+    unknown = {i.verdict for i in items} - set(VERDICTS)
     if unknown:
         raise ResultsError(f"judge items with unknown verdict(s): {', '.join(sorted(unknown))}")
     by_turn: dict[int, list[float]] = defaultdict(list)
     by_category: dict[str, list[float]] = defaultdict(list)
     for item in judged:
-        by_turn[int(item["turn"])].append(float(item["score"]))
-        by_category[_category(item)].append(float(item["score"]))
-    scores = [float(i["score"]) for i in judged]
+        by_turn[int(item.turn or 0)].append(float(item.score or 0.0))
+        by_category[_category(item)].append(float(item.score or 0.0))
+    scores = [float(i.score or 0.0) for i in judged]
     return {
         "overall": mean_stderr(scores)[0],
         "turn_1": mean_stderr(by_turn[1])[0],
@@ -302,9 +301,9 @@ def summarize(items: Sequence[dict]) -> dict[str, Any]:
                        for cat, v in sorted(by_category.items())},
         "n_judged": len(judged),
         "n_dropped": len(items) - len(judged),
-        "n_unparsable": sum(i["verdict"] == "unparsable" for i in items),
-        "n_unjudged": sum(i["verdict"] == "unjudged" for i in items),
-        "stderr": _cluster_stderr([(_question_id(i), float(i["score"])) for i in judged]),
+        "n_unparsable": sum(i.verdict == "unparsable" for i in items),
+        "n_unjudged": sum(i.verdict == "unjudged" for i in items),
+        "stderr": _cluster_stderr([(_question_id(i), float(i.score or 0.0)) for i in judged]),
     }
 
 
@@ -316,11 +315,11 @@ def _tstamp(*sources: dict | None) -> float:
     return 0
 
 
-def _turns_by_question(items: Iterable[dict]) -> dict[int, dict[int, dict]]:
+def _turns_by_question(items: Iterable[Item]) -> dict[int, dict[int, Item]]:
     """{question_id: {turn: item}}, refusing duplicates."""
-    grouped: dict[int, dict[int, dict]] = defaultdict(dict)
+    grouped: dict[int, dict[int, Item]] = defaultdict(dict)
     for item in items:
-        qid, turn = _question_id(item), int(item["turn"])
+        qid, turn = _question_id(item), int(item.turn or 0)
         if turn in grouped[qid]:
             raise ResultsError(f"question {qid} turn {turn} appears twice in the items")
         grouped[qid][turn] = item
@@ -332,7 +331,7 @@ def answer_id(model_id: str, question_id: int) -> str:
     return hashlib.sha256(f"{model_id}\0{question_id}".encode()).hexdigest()[:22]
 
 
-def export_fastchat_answers(items: Iterable[dict], model_id: str) -> list[dict]:
+def export_fastchat_answers(items: Iterable[Item], model_id: str) -> list[dict]:
     """FastChat model_answer/<model_id>.jsonl records, sorted by question_id as FastChat sorts them."""
     records = []
     for qid, turns in sorted(_turns_by_question(items).items()):
@@ -342,13 +341,14 @@ def export_fastchat_answers(items: Iterable[dict], model_id: str) -> list[dict]:
         last = ordered[-1]
         records.append({
             "question_id": qid, "answer_id": answer_id(model_id, qid), "model_id": model_id,
-            "choices": [{"index": 0, "turns": [i["output"] for i in ordered]}],
-            "tstamp": _tstamp(last.get("details"), last),
+            "choices": [{"index": 0, "turns": [i.output for i in ordered]}],
+            "tstamp": _tstamp(last.details, last.model_extra),
         })
     return records
 
 
-def export_fastchat_judgments(items: Iterable[dict], model_id: str, judge_model: str) -> list[dict]:
+def export_fastchat_judgments(items: Iterable[Item], model_id: str, judge_model: str,
+                              ) -> list[dict]:
     """FastChat model_judgment/<judge>_single.jsonl records; unjudged turns have no record.
 
     `score` is the item's final score (after any KoMT penalty, as KoMT's *_single_final.jsonl),
@@ -357,14 +357,15 @@ def export_fastchat_judgments(items: Iterable[dict], model_id: str, judge_model:
     records = []
     for qid, turns in sorted(_turns_by_question(items).items()):
         for turn, item in sorted(turns.items()):
-            if item["verdict"] == "unjudged":
+            if item.verdict == "unjudged":
                 continue
-            judge = (item.get("details") or {}).get("judge") or {}
-            score = item["score"] if item["verdict"] == "judged" else FASTCHAT_UNPARSABLE
+            judge = (item.details or {}).get("judge") or {}
+            score = item.score if item.verdict == "judged" else FASTCHAT_UNPARSABLE
             records.append({
                 "question_id": qid, "model": model_id, "judge": [judge_model, judge.get("prompt_name")],
                 "user_prompt": judge.get("user_prompt"), "judgment": judge.get("judgment"),
-                "score": score, "turn": turn, "tstamp": _tstamp(judge, item.get("details"), item),
+                "score": score, "turn": turn,
+                "tstamp": _tstamp(judge, item.details, item.model_extra),
             })
     return records
 

@@ -19,12 +19,20 @@ from kanana_eval.config.protocol import BenchmarkSpec
 from kanana_eval.core.errors import ConfigError
 from kanana_eval.core.paths import cache_dir
 from kanana_eval.data.judge_bench import JudgeBenchData, load_judge_bench
-from kanana_eval.scoring.judge.answers import TurnAnswer, generate_answers
+from kanana_eval.results.records import DataRecord, Item
+from kanana_eval.scoring.judge.answers import GenerationSettings, TurnAnswer, generate_answers
+from kanana_eval.scoring.judge.answers import first_turn_requests as pending_first_turns
 from kanana_eval.scoring.judge.client import (
     JudgeClient,
     JudgeConfig,
     JudgeRequest,
     estimate_cost_usd,
+)
+from kanana_eval.scoring.judge.fastchat import (
+    NEED_REF_CATEGORIES,
+    LanguagePenalty,
+    judge_tasks,
+    parse_score,
 )
 from kanana_eval.tasks.limits import spread_limit
 
@@ -42,15 +50,16 @@ class JudgeOptions:
 def load_data(spec: BenchmarkSpec, data_dir: Path | None) -> JudgeBenchData:
     name = spec.task.scorer_options.get("benchmark")
     if not name:
-        raise ConfigError(f"{spec.id}: tasks/{spec.task.name}.yaml needs scorer_options.benchmark")
+        raise ConfigError(f"{spec.task.where}: needs scorer_options.benchmark")
     return load_judge_bench(name, data_dir)
 
 
-def data_record(spec: BenchmarkSpec, data: JudgeBenchData) -> dict[str, Any]:
+def data_record(spec: BenchmarkSpec, data: JudgeBenchData) -> DataRecord:
     """The manifest's data entry: where questions, judge prompts and references came from."""
-    return {"source": data.source.get("kind", "download"), "dataset_id": spec.task.dataset_id,
-            "path": data.source.get("path"), "fingerprint": data.fingerprint,
-            "revision": data.source.get("commit"), "derived_fewshot": False, "files": data.source}
+    return DataRecord(source=data.source.get("kind", "download"), dataset_id=spec.task.dataset_id,
+                      path=data.source.get("path"), fingerprint=data.fingerprint,
+                      revision=data.source.get("commit"), derived_fewshot=False,
+                      files=data.source)
 
 
 def plan_questions(data: JudgeBenchData, limit: int | None) -> dict[str, int]:
@@ -74,8 +83,6 @@ def planned_questions(data: JudgeBenchData, plan: dict[str, int]) -> list[dict[s
 
 
 def generation_settings(spec: BenchmarkSpec, system_prompt: str | None) -> Any:
-    from kanana_eval.scoring.judge.answers import GenerationSettings
-
     gen = spec.generation or {}
     try:
         return GenerationSettings(
@@ -87,34 +94,29 @@ def generation_settings(spec: BenchmarkSpec, system_prompt: str | None) -> Any:
                           f"default_temperature ({exc!r})") from exc
 
 
-def _item(spec: BenchmarkSpec, data: JudgeBenchData, answer: TurnAnswer) -> dict[str, Any]:
-    from kanana_eval.scoring.judge.fastchat import NEED_REF_CATEGORIES
-
+def _item(spec: BenchmarkSpec, data: JudgeBenchData, answer: TurnAnswer) -> Item:
     reference = data.references.get(answer.question_id)
     target = None
     if reference is not None and answer.category in NEED_REF_CATEGORIES:
         turns = reference["choices"][0]["turns"]
         target = turns[answer.turn - 1] if answer.turn <= len(turns) else None
-    return {"schema_version": 1, "benchmark": spec.id, "item_id": str(answer.question_id),
-            "subtask": answer.category, "turn": answer.turn, "prompt": answer.prompt,
-            "output": answer.answer, "extracted": None, "target": target, "score": None,
-            "verdict": UNJUDGED,
-            "details": {"question_id": answer.question_id, "category": answer.category,
-                        "temperature": answer.temperature}}
+    return Item(benchmark=spec.id, item_id=str(answer.question_id), subtask=answer.category,
+                turn=answer.turn, prompt=answer.prompt, output=answer.answer, extracted=None,
+                target=target, score=None, verdict=UNJUDGED,
+                details={"question_id": answer.question_id, "category": answer.category,
+                         "temperature": answer.temperature})
 
 
 def first_turn_requests(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
                         system_prompt: str | None, cache_path: Path | None) -> list[Any]:
     """Turn-1 requests of the planned questions not answered yet (they can join an earlier pass)."""
-    from kanana_eval.scoring.judge.answers import first_turn_requests as pending
-
-    return pending(lm, planned_questions(data, plan), generation_settings(spec, system_prompt),
+    return pending_first_turns(lm, planned_questions(data, plan), generation_settings(spec, system_prompt),
                    cache_path=cache_path)
 
 
 def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
                  system_prompt: str | None, cache_path: Path | None, seed: int,
-                 ready: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                 ready: dict[str, str] | None = None) -> list[Item]:
     """Both turns of the planned questions, answered by `lm`; items not judged yet.
 
     `ready`: answers an earlier pass already made (`first_turn_requests` joined to it).
@@ -130,23 +132,19 @@ def judgment_cache() -> Path:
     return cache_dir() / "judgments" / "judgments.sqlite"
 
 
-def _penalty(spec: BenchmarkSpec, options: JudgeOptions) -> Any:
-    from kanana_eval.scoring.judge.fastchat import LanguagePenalty
-
+def _penalty(spec: BenchmarkSpec, options: JudgeOptions) -> LanguagePenalty | None:
     if not options.language_penalty or spec.task.scorer_options.get("language_penalty") != "optional":
         return None
     return LanguagePenalty()
 
 
-def judge_items(spec: BenchmarkSpec, items: Sequence[dict[str, Any]], data: JudgeBenchData,
+def judge_items(spec: BenchmarkSpec, items: Sequence[Item], data: JudgeBenchData,
                 options: JudgeOptions, *, progress: bool = True) -> dict[str, Any]:
     """Judge every item in place (score, verdict, details.judge); return the judge record."""
-    from kanana_eval.scoring.judge.fastchat import judge_tasks
-
-    by_key = {(int(i["details"]["question_id"]), int(i["turn"])): i for i in items}
+    by_key = {(int((i.details or {})["question_id"]), int(i.turn or 0)): i for i in items}
     answers: dict[int, list[str]] = {}
     for (qid, _turn), item in sorted(by_key.items()):
-        answers.setdefault(qid, []).append(item["output"])
+        answers.setdefault(qid, []).append(item.output)
     questions = [q for q in data.questions if q["question_id"] in answers]
     tasks = [t for t in judge_tasks(questions, answers, data.judge_prompts, data.references)
              if (t.question_id, t.turn) in by_key]
@@ -155,11 +153,9 @@ def judge_items(spec: BenchmarkSpec, items: Sequence[dict[str, Any]], data: Judg
 
 
 def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
-                by_key: dict[tuple[int, int], dict[str, Any]], options: JudgeOptions,
+                by_key: dict[tuple[int, int], Item], options: JudgeOptions,
                 progress: bool) -> dict[str, Any]:
     """Ask, re-ask the unparsable ones once, then write score, verdict and judgment per item."""
-    from kanana_eval.scoring.judge.fastchat import parse_score
-
     penalty = _penalty(spec, options)
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
     pending = list(tasks)
@@ -183,20 +179,21 @@ def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
         raw = parse_score(reply.text)
         score, applied = raw, None
         if raw is not None and penalty is not None:
-            score, applied = penalty.apply(task.question_id, item["output"], raw)
-        item["score"] = score
-        item["verdict"] = JUDGED if raw is not None else UNPARSABLE
-        item["details"] = {**item["details"], "judge": {
+            score, applied = penalty.apply(task.question_id, item.output, raw)
+        item.score = score
+        item.verdict = JUDGED if raw is not None else UNPARSABLE
+        item.add_details(judge={
             "model": options.client.model, "prompt_name": task.prompt_name,
             "user_prompt": task.user_prompt, "judgment": reply.text, "attempts": attempts[key],
-            "raw_score": raw, "penalty": applied, "cache_key": reply.key}}
+            "raw_score": raw, "penalty": applied, "cache_key": reply.key})
     n_cached = sum(1 for r in replies.values() if r.cached)
     return {
         "status": "judged", **options.client.describe(),
         "prompts": sorted({t.prompt_name for t in tasks}),
         "language_penalty": ({"applied": True, **penalty.describe()} if penalty is not None
                              else {"applied": False}),
-        "n_judgments": len(tasks), "n_unparsable": sum(1 for t in tasks if by_key[(t.question_id, t.turn)]["verdict"] == UNPARSABLE),
+        "n_judgments": len(tasks),
+        "n_unparsable": sum(1 for t in tasks if by_key[(t.question_id, t.turn)].verdict == UNPARSABLE),
         "api_calls": client.api_calls(), "cached_replies": n_cached,
         "usage": usage, "cost_usd": estimate_cost_usd(options.client.model, usage["prompt_tokens"],
                                                       usage["completion_tokens"]),
@@ -205,13 +202,3 @@ def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
 
 def not_judged_record() -> dict[str, Any]:
     return {"status": "not judged", "note": "answers only: judge them with `kanana-eval judge RUN`"}
-
-
-def row_extras(items: Sequence[dict[str, Any]], judge: dict[str, Any] | None) -> dict[str, Any]:
-    """The MT-Bench row's further numbers: per turn, dropped judgments, the judge and its cost."""
-    from kanana_eval.scoring.judge.fastchat import summarize
-
-    summary = summarize(items)
-    return {"scale": "judge_1_10",
-            "metrics": {"turn_1": summary["turn_1"], "turn_2": summary["turn_2"]},
-            "n_dropped": summary["n_unparsable"], "judge": judge or not_judged_record()}

@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil
+from tqdm import tqdm
 
 from kanana_eval.core.errors import KananaError
 
@@ -448,7 +449,6 @@ def run_programs(
             pool.submit(run_program, p, timeout_s=timeout_s, memory_mb=memory_mb) for p in programs
         ]
         if progress:
-            from tqdm import tqdm
 
             for _ in tqdm(as_completed(futures), total=len(futures), desc="executing", unit="prog"):
                 pass

@@ -1,0 +1,20 @@
+"""`kanana-eval data build-mirror DIR`: the offline data as a local mirror in hub layout."""
+
+from __future__ import annotations
+
+import argparse
+
+from kanana_eval.data.mirror import main_build_mirror
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="dataset utilities")
+    actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    mirror = actions.add_parser("build-mirror",
+                                help="write the offline data as a local mirror in hub layout")
+    mirror.add_argument("dir", help="target folder (use it as --data-dir)")
+    p.set_defaults(handler=execute)
+
+
+def execute(args: argparse.Namespace) -> int:
+    return main_build_mirror(args.dir)
