@@ -275,15 +275,23 @@ def _require_api_packages() -> None:
                           "pip install 'lm-eval[api]'")
 
 
+# Engines whose module pulls a multi-second stack (torch, transformers) at import: loaded by name
+# here, the one place an engine is chosen, so `kanana-eval --help` never pays for them.
+_ENGINE_CLASSES = {"hf": ("kanana_eval.engine.hf_fast", "FastHFLM")}
+
+
+def _engine_class(backend: str) -> type:
+    module, name = _ENGINE_CLASSES[backend]
+    return getattr(importlib.import_module(module), name)
+
+
 def build_lm(cfg: EngineConfig) -> Any:
     """Construct the lm-eval LM object for a resolved EngineConfig."""
     if cfg.backend != "openai":  # the openai branch asks the server itself, below
         preflight(cfg)
     if cfg.backend == "hf":
-        from kanana_eval.engine.hf_fast import FastHFLM
-
         try:
-            return FastHFLM(**hf_model_args(cfg))
+            return _engine_class("hf")(**hf_model_args(cfg))
         except OSError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc
