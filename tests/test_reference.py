@@ -9,19 +9,17 @@ from pathlib import Path
 import pytest
 
 from kanana_eval.core.paths import resource_dir
+from kanana_eval.report.readme_extract import main, table_from_parsed
+from kanana_eval.report.readme_parser import parse_readme_tables
 from kanana_eval.results.reference import (
     ReferenceDataError,
     ReferenceTable,
     Source,
-    TableSpec,
     load_reference_table,
     load_reference_tables,
-    main,
-    parse_readme_tables,
     published_score,
-    table_from_parsed,
 )
-from kanana_eval.results.reference_specs import TABLE_SPECS, reference_only_columns
+from kanana_eval.results.reference_specs import TABLE_SPECS, TableSpec, reference_only_columns
 
 BASE_BENCHMARKS = [
     ("MMLU", "mmlu@base"),
@@ -115,9 +113,9 @@ def test_both_kanana_15_instruct_tables_are_stored_with_benchmark_ids_for_every_
     assert set(tables) == {"kanana-1.5-instruct", "kanana-1.5-instruct-open"}
     for table in tables.values():
         assert [c.benchmark for c in table.columns] == [
-            "mt_bench@instruct", "komt_bench@instruct", "ifeval@instruct", "humaneval_plus@instruct",
-            "mbpp_plus@instruct", "gsm8k@instruct", "math@instruct", "mmlu_cot@instruct",
-            "kmmlu_cot@instruct", "functionchatbench@instruct"]
+            "mt_bench@instruct", "komt_bench@instruct", "ifeval@instruct",
+            "humaneval_plus@instruct", "mbpp_plus@instruct", "gsm8k@instruct", "math@instruct",
+            "mmlu_cot@instruct", "kmmlu_cot@instruct", "functionchatbench@instruct"]
         assert [c.scale for c in table.columns][:2] == ["judge_1_10", "judge_1_10"]
     # The README's Kanana-1.5-8B instruct numbers, as printed.
     cells = {c.column: c.display for c in published_score("Kanana-1.5-8B", "ifeval@instruct")}
@@ -359,7 +357,9 @@ def _stored_grid(table: ReferenceTable) -> list[tuple[bool, list[tuple[str, str]
             grid.append((row.hidden, [(layout.group_cell, row.group)]))
         group = row.group
         cells = [_stored_text(c.display, c.marks, c.bold) for c in row.cells]
-        grid.append((row.hidden, [(layout.label_cell, label)] + [(layout.value_cell, c) for c in cells]))
+        grid.append(
+            (row.hidden, [(layout.label_cell, label)] + [(layout.value_cell, c) for c in cells])
+        )
     return grid
 
 
@@ -379,7 +379,8 @@ def test_every_stored_cell_of_all_eight_tables_matches_the_readme(readme_text):
         for row in table.rows:
             for cell in row.cells:
                 numeric = re.fullmatch(r"\d+\.\d+", cell.display)
-                assert cell.value == (float(cell.display) if numeric else None), (table.id, row.name)
+                expected = float(cell.display) if numeric else None
+                assert cell.value == expected, (table.id, row.name)
         after = lines[heading_line + 1 :]
         assert all(f in after for f in table.footnotes)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from run_builder import TestBenchmark as RunBenchmark
+from run_builder import write_test_run
 
 from kanana_eval.core.errors import ResultsError
 from kanana_eval.report import (
@@ -17,15 +20,15 @@ from kanana_eval.report import (
     render_report,
 )
 from kanana_eval.report.formatting import ScaleError, format_delta, format_number
+from kanana_eval.report.readme_extract import table_from_parsed
+from kanana_eval.report.readme_parser import parse_readme_tables
 from kanana_eval.results.reference import (
     ReferenceDataError,
     ReferenceTable,
     Source,
-    TableSpec,
     get_reference_table,
-    parse_readme_tables,
-    table_from_parsed,
 )
+from kanana_eval.results.reference_specs import TableSpec
 
 HEADINGS = {  # table id -> (release heading, table heading), as the README prints them
     "kanana-1.5-base": ("\n# Kanana 1.5\n", "\n### Base Model Evaluation\n"),
@@ -43,7 +46,6 @@ HEADINGS = {  # table id -> (release heading, table heading), as the README prin
     "kanana-1.0-instruct-general": ("\n# Kanana 1.0\n", "\n#### General Benchmarks\n"),
     "kanana-1.0-embedding": ("\n# Kanana 1.0\n", "\n### Embedding Model Performance\n"),
 }
-JUDGED = {"mt_bench@instruct", "komt_bench@instruct"}
 
 
 @pytest.fixture(scope="module")
@@ -61,63 +63,60 @@ def _readme_table_markup(text: str, release: str, heading: str) -> str:
     return text[begin : text.index("</table>", begin) + len("</table>")]
 
 
+HEADERS = {  # benchmark id -> README column, as the runner records it
+    "mmlu@base": "MMLU",
+    "kmmlu@base": "KMMLU",
+    "haerae@base": "HAE-RAE",
+    "humaneval@base": "HumanEval",
+    "mbpp@base": "MBPP",
+    "gsm8k@base": "GSM8K",
+}
+DEFAULT_SCORES = {
+    "mmlu@base": 0.6424,
+    "kmmlu@base": 0.5,
+    "haerae@base": 0.0,
+    "mbpp@base": None,
+    "gsm8k@base": 0.03125,
+}
+
+
 def write_run(
-    folder: Path,
+    root: Path,
     *,
     smoke: bool = True,
     scores: dict[str, float | None] | None = None,
     readme_rows: tuple[str, ...] = ("Kanana-1.5-8B",),
     run_id: str = "20261125T101500Z",
 ) -> Path:
-    """A small scores.v1 file written by hand, as the runner would."""
-    scores = (
-        {
-            "mmlu@base": 0.6424,
-            "kmmlu@base": 0.5,
-            "haerae@base": 0.0,
-            "mbpp@base": None,
-            "gsm8k@base": 0.03125,
-        }
-        if scores is None
-        else scores
+    """A small run folder written by the package's RunWriter; returns the run folder.
+
+    Each benchmark has 20 of 100 items scored and the given value (None: no score); MT-Bench and
+    KoMT-Bench are judged (1-10 scale), every other benchmark a fraction.
+    """
+    scores = DEFAULT_SCORES if scores is None else scores
+    benchmarks = {
+        b: RunBenchmark(
+            items=[None] * 20, value=v, column=HEADERS.get(b, b.split("@")[0]), n_available=100
+        )
+        for b, v in scores.items()
+    }
+    return write_test_run(
+        root,
+        benchmarks,
+        model="smollm2-135m",
+        registry_key="smollm2-135m",
+        readme_rows=readme_rows,
+        run_id=run_id,
+        smoke=smoke,
+        limit=20 if smoke else None,
     )
-    headers = {
-        "mmlu@base": "MMLU",
-        "kmmlu@base": "KMMLU",
-        "haerae@base": "HAE-RAE",
-        "humaneval@base": "HumanEval",
-        "mbpp@base": "MBPP",
-        "gsm8k@base": "GSM8K",
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "model": {
-            "name": "smollm2-135m",
-            "registry_key": "smollm2-135m",
-            "readme_rows": list(readme_rows),
-        },
-        "protocols": ["base"],
-        "smoke": smoke,
-        "limit": 20 if smoke else None,
-        "scores": [
-            {
-                "benchmark": b,
-                "protocol": b.split("@")[1],
-                "column": headers.get(b, b.split("@")[0]),
-                "metric": "acc",
-                "value": v,
-                "scale": "judge_1_10" if b in JUDGED else "fraction",
-                "stderr": None,
-                "n": 20,
-                "n_available": 100,
-            }
-            for b, v in scores.items()
-        ],
-    }
-    (folder / "scores.json").write_text(json.dumps(data), encoding="utf-8")
-    return folder
+
+
+def edit_scores(run: Path, change: Callable[[dict], object]) -> None:
+    """Change a stored scores.json by hand (what RunWriter refuses to write)."""
+    data = json.loads((run / "scores.json").read_text())
+    change(data)
+    (run / "scores.json").write_text(json.dumps(data))
 
 
 @pytest.mark.parametrize("table_id", sorted(HEADINGS))
@@ -175,7 +174,8 @@ def test_changing_one_stored_value_changes_exactly_that_cell(table_id, row, col)
     assert len(md_changed) == 1
     cells_before, cells_after = (md[md_changed[0]].split(" | ") for md in (md_before, md_after))
     position = (row if table.layout.orientation == "models_as_columns" else col) + 1
-    assert [i for i, (a, b) in enumerate(zip(cells_before, cells_after, strict=True)) if a != b] == [position]
+    pairs = zip(cells_before, cells_after, strict=True)
+    assert [i for i, (a, b) in enumerate(pairs) if a != b] == [position]
     assert cells_after[position].strip(" |*") == "99.99"
 
 
@@ -206,7 +206,9 @@ def test_a_run_folder_renders_as_an_extra_row(tmp_path):
 
 
 def test_a_full_run_has_no_smoke_mark_and_text_is_escaped(tmp_path):
-    run = load_run_row(write_run(tmp_path / "run", smoke=False, run_id="<b>x</b>"))
+    run_dir = write_run(tmp_path / "run", smoke=False)
+    edit_scores(run_dir, lambda d: d.update(run_id="<b>x</b>"))  # not a folder name RunWriter takes
+    run = load_run_row(run_dir)
     html = render_readme_table(get_reference_table("kanana-1.5-base"), [run])
     assert "<td>smollm2-135m (run &lt;b&gt;x&lt;/b&gt;)</td>" in html
     assert "§" not in html
@@ -261,14 +263,14 @@ def test_render_report_writes_base_pages_with_runs_footnotes_and_deltas(tmp_path
     page, md = (p.read_text(encoding="utf-8") for p in paths)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "src=" not in page and "href=" not in page and "<link" not in page  # self-contained
-    # The three base tables (Kanana 1.5, 1.5 open-source, 1.0) in README markup, then the run's view.
+    # The three base tables (Kanana 1.5, 1.5 open-source, 1.0) in README markup, then the run.
     assert page.count("<table>") == 3 and page.count('<table class="scores">') == 1
     assert (
         render_readme_table(get_reference_table("kanana-1.5-base")).removesuffix("</table>") in page
     )
     assert (
-        '<p class="footnote">* This model is not an open-sourced, just for comparison with Kanana-1.5-8B</p>'
-        in page
+        '<p class="footnote">* This model is not an open-sourced, '
+        "just for comparison with Kanana-1.5-8B</p>" in page
     )
     assert "<td>Δ vs Kanana-1.5-8B</td>" in page
     assert "§ Smoke run 20261125T101500Z" in page
@@ -294,11 +296,9 @@ def test_render_report_without_runs_and_with_one_named_table(tmp_path):
 
 
 def test_render_report_refuses_runs_that_match_no_table(tmp_path):
-    run = tmp_path / "run"
-    write_run(run, scores={"mmlu@base": 0.5})
-    data = json.loads((run / "scores.json").read_text())
-    data["scores"][0]["benchmark"] = "math500@instruct"  # a benchmark no README column shows
-    (run / "scores.json").write_text(json.dumps(data))
+    run = write_run(tmp_path / "run", scores={"mmlu@base": 0.5})
+    # a benchmark no README column shows
+    edit_scores(run, lambda d: d["scores"][0].update(benchmark="math500@instruct"))
     with pytest.raises(ResultsError, match="score no benchmark of any README table"):
         render_report([run], tmp_path / "out")
 
@@ -317,9 +317,7 @@ def test_render_report_refuses_runs_that_match_no_table(tmp_path):
 )
 def test_load_run_row_rejects_bad_scores_in_one_line(tmp_path, mutate, message):
     run = write_run(tmp_path / "run")
-    data = json.loads((run / "scores.json").read_text())
-    mutate(data)
-    (run / "scores.json").write_text(json.dumps(data))
+    edit_scores(run, mutate)
     with pytest.raises(ResultsError) as info:
         load_run_row(run)
     assert message in str(info.value) and "\n" not in str(info.value)

@@ -18,8 +18,14 @@ from typing import Any
 
 from markupsafe import Markup
 
-from kanana_eval.report.formatting import format_delta, format_number
+from kanana_eval.report.formatting import (
+    PERCENT,
+    format_delta,
+    format_number,
+    run_display_scale,
+)
 from kanana_eval.results.io import read_json, read_jsonl
+from kanana_eval.results.records import Scale
 from kanana_eval.results.reference import ReferenceTable, published_cells
 
 ITEMS_SHOWN = 300  # per benchmark on the page; the rest stay in items/<benchmark>.jsonl
@@ -29,6 +35,8 @@ Z_95 = 1.96
 
 @dataclass
 class BenchmarkView:
+    """One benchmark of a run as the page prints it (numbers already formatted)."""
+
     benchmark: str
     column: str
     value: str
@@ -40,13 +48,14 @@ class BenchmarkView:
     note: str = ""
 
 
+def _run_scale(row: dict[str, Any]) -> Scale:
+    """A scores.json row's scale; a row that leaves it out holds a fraction."""
+    return Scale(row["scale"]) if row.get("scale") else Scale.FRACTION
+
+
 def display_scale(row: dict[str, Any]) -> str:
     """The 1.5 conventions for new runs: percent with two decimals, judge scores with two."""
-    return "judge_1_10" if row.get("scale") == "judge_1_10" else "percent"
-
-
-def _run_scale(row: dict[str, Any]) -> str:
-    return "judge_1_10" if row.get("scale") == "judge_1_10" else "fraction"
+    return run_display_scale(_run_scale(row))
 
 
 def _published(row: dict[str, Any], readme_rows: Sequence[str], tables: Sequence[ReferenceTable],
@@ -67,7 +76,9 @@ def _published(row: dict[str, Any], readme_rows: Sequence[str], tables: Sequence
     return out
 
 
-def benchmark_views(scores: dict[str, Any], tables: Sequence[ReferenceTable]) -> list[BenchmarkView]:
+def benchmark_views(
+    scores: dict[str, Any], tables: Sequence[ReferenceTable]
+) -> list[BenchmarkView]:
     """One view per scores.json row."""
     views = []
     readme_rows = scores["model"]["readme_rows"]
@@ -75,7 +86,8 @@ def benchmark_views(scores: dict[str, Any], tables: Sequence[ReferenceTable]) ->
         shown = display_scale(row)
         if row["value"] is None:
             views.append(BenchmarkView(row["benchmark"], row["column"], "", "", row["n"],
-                                       row.get("n_available"), note="no score (not judged or no items)"))
+                                       row.get("n_available"),
+                                       note="no score (not judged or no items)"))
             continue
         value = format_number(row["value"], _run_scale(row), shown)
         error = None
@@ -95,7 +107,9 @@ def benchmark_views(scores: dict[str, Any], tables: Sequence[ReferenceTable]) ->
 
 def _clip(text: str | None) -> str:
     text = "" if text is None else str(text)
-    return text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN] + f"… [{len(text) - TEXT_SHOWN} more characters]"
+    if len(text) <= TEXT_SHOWN:
+        return text
+    return text[:TEXT_SHOWN] + f"… [{len(text) - TEXT_SHOWN} more characters]"
 
 
 def item_views(run_dir: Path, benchmark: str) -> tuple[list[dict[str, Any]], int]:
@@ -120,18 +134,25 @@ def item_views(run_dir: Path, benchmark: str) -> tuple[list[dict[str, Any]], int
 # --------------------------------------------------------------------------- radar chart
 
 
-def _axis_value(value: float | None, scale: str) -> float | None:
+# 0-100 on every axis: percent as is, a run scale (or the display scale of the same name)
+# stretched from 0-top (fractions ×100, judge scores ×10).
+_AXIS_FACTOR = {PERCENT: 1.0, **{scale.value: 100.0 / scale.top for scale in Scale}}
+
+
+def _axis_value(value: float | None, scale: str | Scale) -> float | None:
     """0-100 on every axis: percent as is, 0-1 fractions ×100, judge scores ×10.
 
     Scales with no 0-100 reading (WildBench's WB-Score runs from -100 to 100) stay off the chart.
     """
-    factor = {"percent": 1.0, "fraction": 100.0, "judge_1_10": 10.0}.get(scale)
+    factor = _AXIS_FACTOR.get(scale.value if isinstance(scale, Scale) else scale)
     if value is None or factor is None or not math.isfinite(value):
         return None
     return factor * value
 
 
-def radar_series(scores: dict[str, Any], table: ReferenceTable) -> tuple[list[str], list[dict[str, Any]]]:
+def radar_series(
+    scores: dict[str, Any], table: ReferenceTable
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Axes = the table's columns the run scored; series = the run and the table's Kanana rows."""
     run = {r["benchmark"]: r for r in scores["scores"] if r["value"] is not None}
     columns = [c for c in table.columns if c.benchmark in run]
@@ -173,7 +194,8 @@ def radar_svg(axes: Sequence[str], series: Sequence[dict[str, Any]], size: int =
     for i, name in enumerate(axes):
         x, y = point(i, 100)
         lx, ly = point(i, 116)
-        parts.append(f'<line x1="{centre:.1f}" y1="{centre:.1f}" x2="{x:.1f}" y2="{y:.1f}" stroke="#ccc"/>')
+        parts.append(f'<line x1="{centre:.1f}" y1="{centre:.1f}" x2="{x:.1f}" y2="{y:.1f}" '
+                     'stroke="#ccc"/>')
         parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="11" text-anchor="middle">'
                      f"{html.escape(name)}</text>")
     for k, s in enumerate(series):
@@ -184,8 +206,10 @@ def radar_svg(axes: Sequence[str], series: Sequence[dict[str, Any]], size: int =
         parts.append(f'<polygon points="{coords}" fill="{colour}" fill-opacity="0.08" '
                      f'stroke="{colour}" stroke-width="{width}"/>')
         ly = 20 + 18 * k
-        parts.append(f'<rect x="{size + 10}" y="{ly - 10}" width="12" height="12" fill="{colour}"/>')
-        parts.append(f'<text x="{size + 28}" y="{ly}" font-size="12">{html.escape(s["name"])}</text>')
+        parts.append(f'<rect x="{size + 10}" y="{ly - 10}" width="12" height="12" '
+                     f'fill="{colour}"/>')
+        parts.append(f'<text x="{size + 28}" y="{ly}" font-size="12">'
+                     f'{html.escape(s["name"])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -205,6 +229,6 @@ def run_dashboard(run_dir: Path, tables: Sequence[ReferenceTable],
     for view in benchmark_views(scores, tables):
         items, total = item_views(Path(run_dir), view.benchmark)
         benchmarks.append({"view": view, "item_rows": items, "n_items": total})
-    return {"model": scores["model"]["name"], "empty": not scores["scores"], "run_id": scores["run_id"], "smoke": scores["smoke"],
-            "run_dir": str(run_dir), "benchmarks": benchmarks, "radars": kinds,
-            "items_shown": ITEMS_SHOWN}
+    return {"model": scores["model"]["name"], "empty": not scores["scores"],
+            "run_id": scores["run_id"], "smoke": scores["smoke"], "run_dir": str(run_dir),
+            "benchmarks": benchmarks, "radars": kinds, "items_shown": ITEMS_SHOWN}

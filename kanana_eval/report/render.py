@@ -32,6 +32,7 @@ from kanana_eval.report.tables import (
     load_run_row,
 )
 from kanana_eval.results.io import read_json
+from kanana_eval.results.records import Scale
 from kanana_eval.results.reference import (
     ReferenceDataError,
     ReferenceTable,
@@ -267,7 +268,7 @@ def _sections(
 
 
 def _judge_cell(value: float | None) -> str:
-    return "" if value is None else format_number(value, "judge_1_10", "judge_1_10")
+    return "" if value is None else format_number(value, Scale.JUDGE_1_10, Scale.JUDGE_1_10)
 
 
 def _judge_breakdowns(run_dirs: Sequence[Path]) -> list[dict[str, object]]:
@@ -292,11 +293,20 @@ def _judge_breakdowns(run_dirs: Sequence[Path]) -> list[dict[str, object]]:
                 continue
             penalty = judge.get("language_penalty", {}).get("applied")
             judges.append(f"{r['column']}: judge {judge.get('model')}, {r.get('n_dropped', 0)} "
-                          f"judgment(s) dropped" + (", language penalty applied" if penalty else ""))
+                          "judgment(s) dropped"
+                          + (", language penalty applied" if penalty else ""))
         breakdowns.append({"run": scores["run_id"], "model": scores["model"]["name"],
                            "header": ["category"] + [r["column"] for r in rows], "rows": body,
                            "notes": judges})
     return breakdowns
+
+
+def _dashboards(
+    run_dirs: Sequence[Path], tables: Sequence[ReferenceTable], kind: str
+) -> list[dict[str, object]]:
+    """The per-run detail views of one page, leaving out runs with nothing of this kind."""
+    dashboards = (run_dashboard(run_dir, tables, kind) for run_dir in run_dirs)
+    return [d for d in dashboards if not d["empty"]]
 
 
 def render_report(
@@ -323,8 +333,7 @@ def render_report(
             "delta_prefix": DELTA_PREFIX,
             "sections": _sections(runs, [t for t in chosen if t.kind == kind], all_tables),
             "judge_breakdowns": _judge_breakdowns(run_dirs) if kind == "instruct" else [],
-            "dashboards": [d for d in (run_dashboard(r, [t for t in all_tables if t.kind == kind], kind)
-                                       for r in run_dirs) if not d["empty"]],
+            "dashboards": _dashboards(run_dirs, [t for t in all_tables if t.kind == kind], kind),
         }
         for suffix, template in (("html", "report.html.j2"), ("md", "report.md.j2")):
             path = out_dir / f"{kind}.{suffix}"

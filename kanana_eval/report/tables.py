@@ -20,6 +20,7 @@ import jsonschema
 from kanana_eval.core.errors import ResultsError
 from kanana_eval.report.formatting import format_delta, format_number
 from kanana_eval.results.io import schema_validator
+from kanana_eval.results.records import Scale
 from kanana_eval.results.reference import (
     Column,
     PublishedCell,
@@ -35,17 +36,19 @@ DELTA_PREFIX = "Δ vs "
 
 @dataclass(frozen=True)
 class RunScore:
+    """One scores.json row, as much of it as a table cell needs."""
+
     benchmark: str
     value: float | None
-    scale: str | None  # scores.json "fraction" | "judge_1_10"; None when the file leaves it out
+    scale: Scale | None  # None when the file leaves it out
     n: int
     n_available: int | None
 
-    def scale_for(self, column: Column) -> str:
+    def scale_for(self, column: Column) -> Scale:
         """The run's own scale; when scores.json omits it, judge columns hold judge scores."""
-        if self.scale:
+        if self.scale is not None:
             return self.scale
-        return "judge_1_10" if column.scale == "judge_1_10" else "fraction"
+        return Scale.JUDGE_1_10 if column.scale == Scale.JUDGE_1_10.value else Scale.FRACTION
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class RunRow:
         return f"{self.model} (run {self.run_id}{smoke})"
 
     def score(self, benchmark: str) -> RunScore | None:
+        """The run's score for a benchmark id, or None when the run did not score it."""
         return next((s for s in self.scores if s.benchmark == benchmark), None)
 
 
@@ -89,7 +93,7 @@ def load_run_row(run_dir: Path) -> RunRow:
         score = RunScore(
             benchmark=entry["benchmark"],
             value=entry["value"],
-            scale=entry.get("scale"),
+            scale=Scale(entry["scale"]) if entry.get("scale") else None,
             n=entry["n"],
             n_available=entry.get("n_available"),
         )
@@ -111,7 +115,7 @@ def load_run_row(run_dir: Path) -> RunRow:
 def _check_score(path: Path, score: RunScore) -> None:
     if score.value is None:
         return
-    top = 10.0 if score.scale == "judge_1_10" else 1.0
+    top = (score.scale or Scale.FRACTION).top
     if not math.isfinite(score.value) or not 0.0 <= score.value <= top:
         raise ResultsError(
             f"{path}: {score.benchmark} value {score.value} is outside 0-{top:g} for its scale"
@@ -123,6 +127,8 @@ def _check_score(path: Path, score: RunScore) -> None:
 
 @dataclass(frozen=True)
 class ViewCell:
+    """One cell's text as shown, before any markup."""
+
     display: str  # "" leaves the cell empty
     bold: bool = False
     marks: str = ""
@@ -144,6 +150,8 @@ class ViewRow:
 
 @dataclass(frozen=True)
 class TableView:
+    """A table's content as shown: published rows, run rows, delta rows, and notes on them."""
+
     table: ReferenceTable
     rows: tuple[ViewRow, ...]
     notes: tuple[str, ...]  # plain text about the run rows: smoke, missing cells, deltas
@@ -264,7 +272,8 @@ def _delta_row(
     if not published:
         return (
             None,
-            f"The README publishes no {table.title} numbers for '{name}', so no Δ row for run {run.run_id}.",
+            f"The README publishes no {table.title} numbers for '{name}', "
+            f"so no Δ row for run {run.run_id}.",
         )
     cells = []
     for column, run_cell in zip(table.columns, run_row.cells, strict=True):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kanana_eval.core.errors import ResultsError
+from kanana_eval.report.render import render_markdown_table, render_readme_table
 from kanana_eval.report.tables import RunRow
 from kanana_eval.results.reference import (
     ReferenceDataError,
@@ -39,8 +40,6 @@ def _options(text: str) -> dict[str, str]:
 
 def update_text(text: str, runs: Sequence[RunRow]) -> tuple[str, list[str]]:
     """The README text with every marked table regenerated; and the table ids updated."""
-    from kanana_eval.report.render import render_markdown_table, render_readme_table
-
     tables = load_reference_tables()
     out: list[str] = []
     updated: list[str] = []
@@ -48,16 +47,18 @@ def update_text(text: str, runs: Sequence[RunRow]) -> tuple[str, list[str]]:
     while True:
         opening = _OPEN.search(text, pos)
         stray = _CLOSE.search(text, pos)
+        if stray is not None and (opening is None or stray.start() < opening.start()):
+            raise ResultsError(
+                f"'<!-- /kanana-eval:table -->' at offset {stray.start()} closes no table"
+            )
         if opening is None:
-            if stray is not None:
-                raise ResultsError(f"'<!-- /kanana-eval:table -->' at offset {stray.start()} closes no table")
             break
-        if stray is not None and stray.start() < opening.start():
-            raise ResultsError(f"'<!-- /kanana-eval:table -->' at offset {stray.start()} closes no table")
         closing = _CLOSE.search(text, opening.end())
         nested = _OPEN.search(text, opening.end())
         if closing is None or (nested is not None and nested.start() < closing.start()):
-            raise ResultsError(f"table marker '{opening.group(1)}' is not closed before the next one")
+            raise ResultsError(
+                f"table marker '{opening.group(1)}' is not closed before the next one"
+            )
         table_id, options = opening.group(1), _options(opening.group(2))
         try:
             table = get_reference_table(table_id, tables)
@@ -65,10 +66,14 @@ def update_text(text: str, runs: Sequence[RunRow]) -> tuple[str, list[str]]:
             raise ResultsError(str(exc)) from exc
         fmt = options.get("format", "html")
         if fmt not in ("html", "markdown"):
-            raise ResultsError(f"table marker '{table_id}': format must be html or markdown, not {fmt}")
+            raise ResultsError(
+                f"table marker '{table_id}': format must be html or markdown, not {fmt}"
+            )
         shown = [r for r in runs if any(r.score(c.benchmark) for c in table.columns)]
-        body = (render_markdown_table(table, shown) if fmt == "markdown"
-                else render_readme_table(table, shown))
+        if fmt == "markdown":
+            body = render_markdown_table(table, shown)
+        else:
+            body = render_readme_table(table, shown)
         out.append(text[pos:opening.end()])
         out.append("\n" + body.rstrip("\n") + "\n")
         pos = closing.start()

@@ -1,6 +1,6 @@
 """What the README does not say about its tables: table ids, kinds, benchmark ids and scales.
 
-`python -m kanana_eval.reference --extract` turns each README table named here into
+`python -m kanana_eval.report.readme_extract --extract` turns each README table named here into
 `results/reference/<id>.json`; the parser needs nothing else, so adding a table is adding a spec.
 A column's benchmark id is the one a protocol uses when the README column is the same benchmark
 measured the same way, whatever its printed header ("MMLU" in the Kanana 1.0 General
@@ -12,12 +12,9 @@ leave a run's cell empty, with a note.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kanana_eval.config.protocol import available_protocols, load_protocol
-
-if TYPE_CHECKING:
-    from kanana_eval.results.reference import Column, ReferenceTable
+from kanana_eval.results.reference import Column, ReferenceTable
 
 
 @dataclass(frozen=True)
@@ -160,11 +157,10 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
 
 def runnable_benchmark_ids() -> frozenset[str]:
     """Every benchmark id some protocol in `protocols/` can run (optional ones included)."""
-
     return frozenset(b.id for p in available_protocols() for b in load_protocol(p).benchmarks)
 
 
 def reference_only_columns(table: ReferenceTable) -> tuple[Column, ...]:
-    """The table's columns no protocol runs yet: published numbers only, a run's cell stays empty."""
+    """The table's columns no protocol runs yet: published numbers only, a run's cells empty."""
     runnable = runnable_benchmark_ids()
     return tuple(c for c in table.columns if c.benchmark not in runnable)
