@@ -92,21 +92,23 @@ regress: install ## compare CANDIDATE with BASE (run folders or model names); fa
 		--markdown $(COMPARE_DIR)/summary.md --json $(COMPARE_DIR)/verdict.json \
 		--junit $(COMPARE_DIR)/junit.xml $(ARGS)
 
-test: install ## ruff, then the full test suite, slow end-to-end tests included (what CI runs)
-	$(BIN)/ruff check kanana_eval tests
+test: install ## lint (ruff, import contracts), then the full test suite, slow tests included (what CI runs)
+	$(MAKE) --no-print-directory lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## the test suite without the slow end-to-end tests
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -m 'not slow' $(PYTEST_ARGS)
 
-lint: install ## ruff
-	$(BIN)/ruff check kanana_eval tests
+lint: install ## ruff, and the import-linter contracts: layers import one way, no cycles
+	$(BIN)/ruff check kanana_eval tests tools
+	$(BIN)/lint-imports
 
 # One invocation (under 15 minutes on 2 CPU cores): 5-shot MMLU through plain lm-eval and ours with
 # and without prefix reuse against the compute bound, HumanEval generation batched vs batch 1, peak
 # memory, a projection of the full base protocol; one JSON line appended per run (ARGS=--no-history).
+# The bench is a developer tool outside the wheel (tools/bench/), run from the repository root.
 bench: install mirror ## speed: ours vs plain lm-eval and the compute bound, batched generation; appends to $(OUT)/bench/bench.jsonl
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m kanana_eval.bench --data-dir $(MIRROR) \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m tools.bench --data-dir $(MIRROR) \
 		--history $(OUT)/bench/bench.jsonl $(ARGS)
 
 clean: ## remove the venv, the mirror and rendered reports (runs in results/ are kept)
