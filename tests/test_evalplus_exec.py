@@ -27,8 +27,8 @@ from kanana_eval.scoring.evalplus.execute import (
     join_timeout,
     time_limits,
 )
-from kanana_eval.scoring.sandbox import runner as sandbox
-from kanana_eval.scoring.sandbox.runner import ExecutionResult
+from kanana_eval.scoring.sandbox import api, isolation, session
+from kanana_eval.scoring.sandbox.api import ExecutionResult
 
 FIXTURE = Path(__file__).parent / "fixtures" / "evalplus" / "MbppPlus-v0.2.0-fixture.jsonl.gz"
 FIXTURE_TASKS = ["Mbpp/2", "Mbpp/3", "Mbpp/4", "Mbpp/6", "Mbpp/7", "Mbpp/14", "Mbpp/737"]
@@ -134,7 +134,8 @@ def test_dataset_hash_is_stable_and_content_sensitive(problems):
     changed = {**again, "Mbpp/3": {**again["Mbpp/3"], "plus_input": [[1]]}}
     assert dataset_hash(changed) != dataset_hash(problems)
     code = (f"from kanana_eval.data.evalplus_release import load_problems, dataset_hash\n"
-            f"print(dataset_hash(load_problems('mbpp', version='v0.2.0', source={str(FIXTURE)!r})))")
+            f"print(dataset_hash(load_problems('mbpp', version='v0.2.0', "
+            f"source={str(FIXTURE)!r})))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == dataset_hash(problems)
 
@@ -142,7 +143,8 @@ def test_dataset_hash_is_stable_and_content_sensitive(problems):
 # --- expected outputs ---------------------------------------------------------------------------
 
 
-def test_expected_outputs_are_evalplus_groundtruth_cached_in_scratch(problems, scratch, monkeypatch):
+def test_expected_outputs_are_evalplus_groundtruth_cached_in_scratch(problems, scratch,
+                                                                     monkeypatch):
     import evalplus.data.utils as utils
     from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
     from evalplus.gen.util import trusted_exec
@@ -153,9 +155,10 @@ def test_expected_outputs_are_evalplus_groundtruth_cached_in_scratch(problems, s
     assert sorted(expected) == sorted(problems)
     for task_id, problem in problems.items():
         for kind in ("base", "plus"):  # what get_groundtruth computes, recomputed here
+            output_not_none = problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS
             outputs = trusted_exec(problem["prompt"] + problem["canonical_solution"],
                                    problem[f"{kind}_input"], problem["entry_point"],
-                                   output_not_none=problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS)
+                                   output_not_none=output_not_none)
             assert expected[task_id][kind] == outputs, (task_id, kind)
             assert len(expected[task_id][f"{kind}_time"]) == len(outputs)
     assert expected["Mbpp/737"]["base"] == [True, False, True]  # the output-not-None oracle
@@ -245,7 +248,7 @@ def test_status_mapping_equals_untrusted_checks(fake_untrusted_check, stat, deta
 
 
 def test_a_disk_quota_kill_is_a_failure_not_a_timeout():
-    result = ExecutionResult("failed", 0.1, sandbox.QUOTA_DETAIL + " (64 MiB or 4096 files)")
+    result = ExecutionResult("failed", 0.1, api.QUOTA_DETAIL + " (64 MiB or 4096 files)")
     assert evalplus_status(result, 3) == "fail"
     assert evalplus_status(ExecutionResult("failed", 0.1, "killed by SIGKILL"), 3) == "timeout"
 
@@ -264,7 +267,8 @@ def test_canonical_solutions_pass_base_and_plus_in_input_order(problems, scratch
 def test_wrong_and_plus_only_wrong_solutions(problems, scratch):
     wrong = "def is_not_prime(n):\n    return n % 2 == 0\n"
     misses_one = "def is_not_prime(n):\n    return any(n % i == 0 for i in range(2, n))\n"  # n = 1
-    set_order = "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b), reverse=True))\n"
+    set_order = ("def similar_elements(a, b):\n"
+                 "    return tuple(sorted(set(a) & set(b), reverse=True))\n")
     results = _check(problems, scratch, ("Mbpp/3", wrong), ("Mbpp/3", misses_one),
                      ("Mbpp/2", set_order))
     assert [(r.base_status, r.plus_status, r.passed) for r in results] == [
@@ -322,12 +326,13 @@ def test_solutions_never_run_in_the_harness_process(problems, scratch, tmp_path)
     escape = f"import posix\nposix.open({str(marker)!r}, posix.O_CREAT | posix.O_WRONLY)\n"
     results = _check(problems, scratch, ("Mbpp/3", source), ("Mbpp/3", escape + source))
     assert (results[0].base_status, results[0].plus_status) == ("pass", "pass")
-    if sandbox._landlock_abi():
+    if isolation.landlock_abi():
         assert results[1].base_status == "fail" and not marker.exists()
 
 
-def test_a_broken_sandbox_is_reported_not_hidden(problems, scratch, monkeypatch):
-    monkeypatch.setattr(sandbox, "_SUPERVISOR", "import sys\nsys.exit(5)\n")
+def test_a_broken_sandbox_is_reported_not_hidden(problems, scratch, monkeypatch, tmp_path):
+    (tmp_path / "supervisor.py").write_text("import sys\nsys.exit(5)\n")
+    monkeypatch.setattr(session, "SUPERVISOR_PATH", str(tmp_path / "supervisor.py"))
     (result,) = _check(problems, scratch, ("Mbpp/3", _canonical(problems["Mbpp/3"])))
     assert (result.base_status, result.plus_status) == ("timeout", "timeout")
     assert "sandbox error" in result.detail

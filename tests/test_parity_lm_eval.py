@@ -24,7 +24,7 @@ import yaml
 
 from kanana_eval.cli.main import main
 from kanana_eval.results.io import read_jsonl
-from kanana_eval.scoring.sandbox.runner import run_programs
+from kanana_eval.scoring.sandbox.api import run_programs
 from kanana_eval.tasks.lm_eval_bridge import lm_eval_tasks_root
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,10 @@ which a non-passing verdict's detail carries; the run folders are recorded on th
 
 from __future__ import annotations
 
+import ast
 import re
+import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -16,10 +19,16 @@ import psutil
 import pytest
 
 from kanana_eval.core.errors import KananaError
-from kanana_eval.scoring.sandbox import runner as sandbox
-from kanana_eval.scoring.sandbox.runner import ExecutionResult, run_calls, run_program, run_programs
+from kanana_eval.scoring.sandbox import api, isolation, session
+from kanana_eval.scoring.sandbox.api import (
+    ExecutionResult,
+    isolation_report,
+    run_calls,
+    run_program,
+    run_programs,
+)
 
-LANDLOCK = sandbox._landlock_abi()
+LANDLOCK = isolation.landlock_abi()
 needs_landlock = pytest.mark.skipif(LANDLOCK == 0, reason="this kernel has no Landlock")
 
 
@@ -57,7 +66,7 @@ def run_dirs(monkeypatch) -> list[Path]:
         made.append(Path(path))
         return path
 
-    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", recording)
+    monkeypatch.setattr(session.tempfile, "mkdtemp", recording)
     return made
 
 
@@ -193,9 +202,18 @@ def test_a_supervisor_killed_from_outside_is_a_failure_and_leaves_nothing_behind
     _assert_clean_and_usable(run_dirs, [supervisor.pid, *grandchildren])
 
 
-def test_kernels_without_pidfd_are_waited_for_by_polling(monkeypatch):
-    monkeypatch.setattr(sandbox, "_SUPERVISOR",
-                        sandbox._SUPERVISOR.replace("os.pidfd_open(pid)", "os.pidfd_open(-1)"))
+def _fake_supervisor(monkeypatch, folder: Path, source: str) -> None:
+    """Start `source` in place of supervisor.py (with isolation.py beside it, as it expects)."""
+    (folder / "supervisor.py").write_text(source)
+    shutil.copy(isolation.__file__, folder / "isolation.py")
+    monkeypatch.setattr(session, "SUPERVISOR_PATH", str(folder / "supervisor.py"))
+
+
+def test_kernels_without_pidfd_are_waited_for_by_polling(monkeypatch, tmp_path):
+    source = Path(session.SUPERVISOR_PATH).read_text()
+    assert "os.pidfd_open(pid)" in source
+    polling = source.replace("os.pidfd_open(pid)", "os.pidfd_open(-1)")
+    _fake_supervisor(monkeypatch, tmp_path, polling)
     assert run_program("assert True\n").status == "passed"
     assert run_program("import os\nos._exit(0)\n").status == "failed"
     assert run_program("while True:\n    pass\n", timeout_s=0.5).status == "timeout"
@@ -219,7 +237,8 @@ def test_allocating_4gb_fails_under_512mb():
 
 
 def test_filling_memory_step_by_step_fails_and_leaves_nothing_behind(run_dirs):
-    program = REPORT_PID + "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 ** 2))\n"
+    program = (REPORT_PID
+               + "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 ** 2))\n")
     result = run_program(program, memory_mb=256, timeout_s=10.0)
     assert result.status == "failed"
     assert "MemoryError" in result.detail
@@ -255,7 +274,7 @@ def test_filling_the_disk_fails_and_leaves_nothing_behind(monkeypatch, run_dirs,
                                                           count, size):
     # 200 MiB or 20,000 files, well past the 64 MiB / 4,096-entry quota of the run folder.
     if mechanism == "polled":
-        monkeypatch.setattr(sandbox, "_tmpfs_available", lambda: False)
+        monkeypatch.setattr(isolation, "tmpfs_available", lambda: False)
     result = run_program(FILL_WITH_FILES.format(count=count, size=size), timeout_s=20.0)
     assert result.status == "failed"
     assert result.detail.startswith("disk quota exceeded")
@@ -306,7 +325,7 @@ def test_no_write_like_operation_reaches_outside_its_folder(tmp_path):
 
 
 @needs_landlock
-@pytest.mark.skipif(not sandbox._tmpfs_available(), reason="no quota tmpfs on this machine")
+@pytest.mark.skipif(not isolation.tmpfs_available(), reason="no quota tmpfs on this machine")
 def test_the_quota_folder_cannot_be_unmounted():
     program = (
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -331,8 +350,8 @@ def test_reads_outside_and_writes_inside_its_folder_work():
 
 def test_without_landlock_the_report_says_writes_are_not_confined(monkeypatch, tmp_path):
     """The documented degrade on old kernels: visible in the report, not silent."""
-    monkeypatch.setattr(sandbox, "_landlock_abi", lambda: 0)
-    report = sandbox.isolation_report()
+    monkeypatch.setattr(isolation, "landlock_abi", lambda: 0)
+    report = isolation_report()
     assert report["landlock_abi"] == 0
     assert report["writes"].startswith("NOT confined")
     assert report["signals"].startswith("NOT confined")
@@ -342,11 +361,11 @@ def test_without_landlock_the_report_says_writes_are_not_confined(monkeypatch, t
 
 
 def test_isolation_report_describes_this_machine():
-    report = sandbox.isolation_report()
+    report = isolation_report()
     assert report["landlock_abi"] == LANDLOCK
     assert ("Landlock ABI" in report["writes"]) == (LANDLOCK > 0)
-    assert report["disk_quota"]["bytes"] == sandbox.DISK_QUOTA_BYTES
-    tmpfs = sandbox._tmpfs_available()
+    assert report["disk_quota"]["bytes"] == isolation.DISK_QUOTA_BYTES
+    tmpfs = isolation.tmpfs_available()
     assert report["disk_quota"]["mechanism"].startswith("tmpfs") == tmpfs
 
 
@@ -444,16 +463,26 @@ def test_non_ascii_and_unencodable_sources():
     assert run_program("s = '\ud800'\n").status == "failed"
 
 
-def test_supervisor_failure_is_an_error_not_a_failure(monkeypatch):
-    monkeypatch.setattr(sandbox, "_SUPERVISOR", "import sys\nsys.exit(5)\n")
+def test_supervisor_and_isolation_are_programs_that_import_only_the_standard_library():
+    """They run by path in a fresh `python -I` interpreter, where kanana_eval need not import."""
+    for name in ("supervisor.py", "isolation.py"):
+        tree = ast.parse((Path(session.SUPERVISOR_PATH).parent / name).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        outside = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names}
+        assert outside == set(), name
+
+
+def test_supervisor_failure_is_an_error_not_a_failure(monkeypatch, tmp_path):
+    _fake_supervisor(monkeypatch, tmp_path, "import sys\nsys.exit(5)\n")
     result = run_program("assert True\n")
     assert result.status == "error"
     assert "exit code 5" in result.detail or "exited at start" in result.detail
 
 
-def test_supervisor_that_never_starts_is_an_error(monkeypatch):
-    monkeypatch.setattr(sandbox, "_SUPERVISOR", "import time\ntime.sleep(30)\n")
-    monkeypatch.setattr(sandbox, "STARTUP_TIMEOUT_S", 0.5)
+def test_supervisor_that_never_starts_is_an_error(monkeypatch, tmp_path):
+    _fake_supervisor(monkeypatch, tmp_path, "import time\ntime.sleep(30)\n")
+    monkeypatch.setattr(session, "STARTUP_TIMEOUT_S", 0.5)
     result = run_program("assert True\n", timeout_s=0.1)
     assert result.status == "error"
     assert "did not start" in result.detail
@@ -470,7 +499,8 @@ def test_many_programs_in_parallel_keep_input_order():
 
 
 def test_a_batch_of_trivial_programs_all_pass_in_parallel():
-    # Speed is measured by `make bench`, not here: this pins only that parallel runs don't interfere.
+    # Speed is measured by `make bench`, not here: this pins only that parallel runs don't
+    # interfere.
     results = run_programs(["assert True\n"] * 20, timeout_s=3.0, memory_mb=512, workers=2)
     assert {r.status for r in results} == {"passed"}
 
@@ -542,7 +572,7 @@ def test_bad_limits_raise_one_line_errors(kwargs):
 
 
 def test_non_linux_platforms_are_refused(monkeypatch):
-    monkeypatch.setattr(sandbox.sys, "platform", "darwin")
+    monkeypatch.setattr(api.sys, "platform", "darwin")
     with pytest.raises(KananaError, match="needs Linux"):
         run_program("pass")
 

@@ -31,7 +31,7 @@ from kanana_eval.results.records import (
 from kanana_eval.results.writer import RunWriter, new_run_id
 from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge.stage import not_judged_record
-from kanana_eval.scoring.sandbox.runner import isolation_report
+from kanana_eval.scoring.sandbox.api import isolation_report
 
 
 @dataclass

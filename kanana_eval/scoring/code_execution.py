@@ -16,7 +16,7 @@ from kanana_eval.config.task_config import TaskConfig
 from kanana_eval.core.errors import ConfigError
 from kanana_eval.results.records import Item
 from kanana_eval.scoring.base import ExecutionContext, Scorer, register, sample_item
-from kanana_eval.scoring.sandbox.runner import run_programs
+from kanana_eval.scoring.sandbox.api import run_programs
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 

@@ -1,8 +1,8 @@
 """evalplus's base and plus tests, with the untrusted part inside kanana_eval's sandbox.
 
 evalplus's `evaluate` calls `check_correctness` → `untrusted_check`, which forks a
-multiprocessing child running `evalplus.eval.unsafe_execute` (evalplus's reliability_guard, per-input
-time limits, its comparisons and special oracles) and maps the child's outcome to
+multiprocessing child running `evalplus.eval.unsafe_execute` (evalplus's reliability_guard,
+per-input time limits, its comparisons and special oracles) and maps the child's outcome to
 "pass" / "fail" / "timeout". We keep `unsafe_execute` itself and run it through
 `sandbox.run_calls`: one supervisor per solution, a fresh child for the base tests and one for
 the plus tests, with our rlimits, Landlock, disk quota, nonce and process-tree kill around it.
@@ -11,9 +11,9 @@ limits max(min_time_limit, gt_time_limit_factor × reference time), the wall-clo
 min(EVALPLUS_TIMEOUT_PER_TASK or 60, Σ limits) + 1 (+ 1 without fast_check) waited on
 with `join(timeout + 1)`, and the status mapping (no status from the child = "timeout"; "pass"
 needs every input checked and passed). Expected outputs and reference times are evalplus's
-`get_groundtruth`, computed in a subprocess and cached in our scratch folder, never in
-~/.cache/evalplus. evalplus's `evaluate` defaults are used: fast_check (stop at the first failing
-input), min_time_limit 1.0, gt_time_limit_factor 4.0.
+`get_groundtruth`, computed in a subprocess (`groundtruth.py`) and cached in our scratch folder,
+never in ~/.cache/evalplus. evalplus's `evaluate` defaults are used: fast_check (stop at the first
+failing input), min_time_limit 1.0, gt_time_limit_factor 4.0.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from tqdm import tqdm
 
 from kanana_eval.core.errors import KananaError
 from kanana_eval.data.evalplus_release import dataset_hash
-from kanana_eval.scoring.sandbox.runner import QUOTA_DETAIL, ExecutionResult, run_calls
+from kanana_eval.scoring.sandbox.api import QUOTA_DETAIL, ExecutionResult, run_calls
 
 DATASETS = ("humaneval", "mbpp")
 FAST_CHECK = True  # evaluate(test_details=False), its default
 DETAIL_CHARS = 500
 _TARGET = "kanana_eval.scoring.evalplus.execute:sandboxed_unsafe_execute"
+_GROUNDTRUTH = str(Path(__file__).with_name("groundtruth.py"))  # a program run by path
 
 
 class EvalplusError(KananaError):
@@ -64,14 +65,13 @@ class PlusResult:
         return self.base_status == "pass" and self.plus_status == "pass"
 
 
-def expected_outputs(dataset: str, problems: dict[str, dict], scratch_dir: Path) -> dict[str, dict]:
+def expected_outputs(dataset: str, problems: dict[str, dict],
+                     scratch_dir: Path) -> dict[str, dict]:
     """evalplus's `get_groundtruth` (outputs and reference times of the canonical solutions).
 
     Computed once per problem set in a subprocess (the canonical solutions are dataset code, not
     the harness's) and cached as `<scratch_dir>/<dataset>-<hash>.pkl`, evalplus's own file format.
     """
-
-
     _check_dataset(dataset)
     scratch_dir = Path(scratch_dir)
     scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -84,26 +84,15 @@ def expected_outputs(dataset: str, problems: dict[str, dict], scratch_dir: Path)
         return pickle.load(handle)
 
 
-_GROUNDTRUTH = r"""
-import pickle, sys
-import evalplus.evaluate as evaluate
-from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
-dataset, problems_path, cache_dir, key = sys.argv[1:5]
-with open(problems_path, "rb") as handle:
-    problems = pickle.load(handle)
-evaluate.CACHE_DIR = cache_dir  # get_groundtruth caches in evalplus.evaluate.CACHE_DIR
-evaluate.get_groundtruth(problems, key, MBPP_OUTPUT_NOT_NONE_TASKS if dataset == "mbpp" else [])
-"""
-
-
-def _compute_groundtruth(dataset: str, problems: dict[str, dict], scratch_dir: Path, key: str) -> None:
-    """Run get_groundtruth in a fresh interpreter; move its cache file into place atomically."""
+def _compute_groundtruth(dataset: str, problems: dict[str, dict], scratch_dir: Path,
+                         key: str) -> None:
+    """Run groundtruth.py in a fresh interpreter; move its cache file into place atomically."""
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".groundtruth-") as work:
         problems_path = Path(work) / "problems.pkl"
         with open(problems_path, "wb") as handle:
             pickle.dump(problems, handle, protocol=pickle.HIGHEST_PROTOCOL)
         done = subprocess.run(
-            [sys.executable, "-c", _GROUNDTRUTH, dataset, str(problems_path), work, key],
+            [sys.executable, _GROUNDTRUTH, dataset, str(problems_path), work, key],
             cwd=work, capture_output=True, text=True, check=False)
         produced = Path(work) / f"{key}.pkl"
         if done.returncode != 0 or not produced.is_file():
@@ -147,7 +136,6 @@ def check_solutions(
             for task_id, source in solutions
         ]
         if progress:
-
             for _ in tqdm(as_completed(futures), total=len(futures), desc=f"{dataset}+ tests",
                           unit="sol"):
                 pass
@@ -248,12 +236,11 @@ def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: 
 
 
 def _memory_mb() -> int:
-    """evalplus's own address-space limit (4 GiB or the machine's RAM, EVALPLUS_MAX_MEMORY_BYTES)."""
+    """evalplus's own address-space limit (4 GiB or RAM; EVALPLUS_MAX_MEMORY_BYTES)."""
     from evalplus.eval import query_maximum_memory_bytes  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
 
     limit = query_maximum_memory_bytes()
     if limit is None:
-
         limit = psutil.virtual_memory().total
     return max(64, int(limit) >> 20)
 
