@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from kanana_eval.config.strict import check_keys, mapping, read_yaml_mapping
@@ -123,12 +124,18 @@ def _benchmark(raw: Any, protocol: str, where: str) -> BenchmarkSpec:
 
 @cache
 def load_protocol(name: str) -> Protocol:
+    """The protocol `protocols/<name>.yaml`, read once per process."""
     path = resource_dir("protocols") / f"{name}.yaml"
-    where = f"protocols/{name}.yaml"
     if not path.is_file():
         raise ConfigError(
             f"protocol '{name}' is not available (known: {', '.join(available_protocols())})"
         )
+    return read_protocol(path, name)
+
+
+def read_protocol(path: Path, name: str) -> Protocol:
+    """Read and check one protocol file strictly (any unknown key is a one-line error)."""
+    where = f"protocols/{name}.yaml"
     raw = read_yaml_mapping(path, where)
     check_keys(raw, PROTOCOL_KEYS, where, required=("protocol", "benchmarks"))
     if raw["protocol"] != name:

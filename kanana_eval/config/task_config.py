@@ -61,11 +61,17 @@ def available_tasks() -> list[str]:
 
 @cache
 def load_task(name: str) -> TaskConfig:
+    """The task config of benchmark folder `name`, read once per process."""
     path = task_path(name)
-    where = f"tasks/{name}/{TASK_FILE}"
     if not path.is_file():
-        raise ConfigError(f"task config {where} is missing (benchmark folders: "
-                          f"{', '.join(available_tasks())})")
+        raise ConfigError(f"task config tasks/{name}/{TASK_FILE} is missing (benchmark "
+                          f"folders: {', '.join(available_tasks())})")
+    return read_task(path, name)
+
+
+def read_task(path: Path, name: str) -> TaskConfig:
+    """Read and check one task.yaml strictly (any unknown key is a one-line error)."""
+    where = f"tasks/{name}/{TASK_FILE}"
     raw = read_yaml_mapping(path, where)
     check_keys(raw, TASK_KEYS, where, required=REQUIRED_TASK_KEYS)
     if raw["name"] != name:

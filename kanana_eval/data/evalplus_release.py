@@ -10,6 +10,7 @@ complex numbers) is evalplus's, not a copy of it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import threading
 from pathlib import Path
@@ -56,20 +57,24 @@ def _stable(value: Any) -> Any:
     return {type(value).__name__: repr(value)}
 
 
+# evalplus' own dataset names -> (its data module, loader, the one version that module loads;
+# None when it loads the version it is asked for). evalplus 0.3.1 reads HUMANEVAL_PLUS_VERSION
+# whatever `version` says, so another version is refused rather than mislabelled.
+_EVALPLUS_DATA = {"humaneval": ("evalplus.data.humaneval", "get_human_eval_plus",
+                                "HUMANEVAL_PLUS_VERSION"),
+                  "mbpp": ("evalplus.data.mbpp", "get_mbpp_plus", None)}
+
+
 def _loader(dataset: str, version: str) -> tuple[ModuleType, Any]:
-    if dataset == "humaneval":
-        import evalplus.data.humaneval as module  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
-
-        # evalplus 0.3.1 reads HUMANEVAL_PLUS_VERSION whatever `version` says: refuse, not mislabel
-        if version != module.HUMANEVAL_PLUS_VERSION:
-            raise ConfigError(f"evalplus {_evalplus_version()} loads HumanEval+ "
-                              f"{module.HUMANEVAL_PLUS_VERSION} only, not {version}")
-        return module, module.get_human_eval_plus
-    if dataset == "mbpp":
-        import evalplus.data.mbpp as module  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
-
-        return module, module.get_mbpp_plus
-    raise ConfigError(f"unknown evalplus dataset {dataset!r}: use 'humaneval' or 'mbpp'")
+    if dataset not in _EVALPLUS_DATA:
+        raise ConfigError(f"unknown evalplus dataset {dataset!r}: use "
+                          f"{' or '.join(repr(d) for d in _EVALPLUS_DATA)}")
+    module_name, loader, pinned = _EVALPLUS_DATA[dataset]
+    module = importlib.import_module(module_name)  # heavy: evalplus loads only when used
+    if pinned is not None and version != getattr(module, pinned):
+        raise ConfigError(f"evalplus {_evalplus_version()} loads {_NAMES[dataset]} "
+                          f"{getattr(module, pinned)} only, not {version}")
+    return module, getattr(module, loader)
 
 
 def _call(loader: Any, version: str, name: str, where: str) -> dict[str, dict]:

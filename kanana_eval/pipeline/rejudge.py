@@ -74,7 +74,8 @@ def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *,
         items = read_items(item_file(run_dir, spec.id))
         for item in items:  # a fresh judgment: drop the previous judge's verdicts
             item.score, item.verdict = None, judge_stage.UNJUDGED
-            item.details = {k: v for k, v in (item.details or {}).items() if k != "judge"}
+            item.details = dict(item.details or {})
+            item.details.pop("judge", None)
         judged[spec.id] = (items, judge_stage.judge_items(spec, items, data, options))
     return _write_judged(run_dir, manifest, scores, config, judged, started)
 

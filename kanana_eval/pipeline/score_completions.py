@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lm_eval.api.model import LM
-
 from kanana_eval.config.protocol import BenchmarkSpec, available_protocols, load_protocol
 from kanana_eval.config.registry import ModelRef
 from kanana_eval.config.run_config import RunConfig
@@ -39,26 +37,30 @@ from kanana_eval.tasks.lm_eval_bridge import BuiltTask, build_tasks
 _NEEDS_MODEL = "this benchmark is scored by log-likelihood: it needs a model, not completions"
 
 
-class StoredCompletionsLM(LM):
-    """Answers generation requests from a completions file, keyed by the item's dataset id."""
+def stored_completions_lm(responses: dict[str, Any],
+                          names: dict[str, tuple[BenchmarkSpec, str | None]]) -> Any:
+    """An lm-eval LM that answers generation requests from a completions file, by item id.
 
-    def __init__(self, responses: dict[str, str],
-                 names: dict[str, tuple[BenchmarkSpec, str | None]]) -> None:
-        super().__init__()
-        self.responses, self.names = responses, names
+    Built on call because lm-eval's LM base class is a heavy import the CLI should not pay for.
+    """
+    from lm_eval.api.model import LM  # noqa: PLC0415 - heavy: lm-eval loads only when scoring
 
-    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        out = []
-        for req in requests:
-            spec, subtask = self.names[req.task_name]
-            out.append(self.responses[item_id(spec, subtask, req.doc_id, req.doc)])
-        return out
+    class StoredCompletionsLM(LM):
+        def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+            out = []
+            for req in requests:
+                spec, subtask = names[req.task_name]
+                out.append(responses[item_id(spec, subtask, req.doc_id, req.doc)])
+            return out
 
-    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
-        raise ConfigError(_NEEDS_MODEL)
+        def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
+            raise ConfigError(_NEEDS_MODEL)
 
-    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[Any]:
-        raise ConfigError(_NEEDS_MODEL)
+        def loglikelihood_rolling(self, requests: list[Any],
+                                  disable_tqdm: bool = False) -> list[Any]:
+            raise ConfigError(_NEEDS_MODEL)
+
+    return StoredCompletionsLM()
 
 
 def find_benchmark(name: str) -> BenchmarkSpec:
@@ -136,7 +138,7 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
                                                 workers=workers))
     else:
         names = {bt.name: (spec, bt.subtask) for bt in built}
-        items = collect_items(StoredCompletionsLM(responses, names), [spec], {spec.id: built},
+        items = collect_items(stored_completions_lm(responses, names), [spec], {spec.id: built},
                               {spec.id: {k: len(v) for k, v in doc_ids.items()}},
                               workers=workers, data_dir=data_dir, doc_ids=doc_ids,
                               chat_templates=False)

@@ -29,6 +29,11 @@ def scorer_names() -> list[str]:
     return sorted(registered())
 
 
+def registered_scorers() -> dict[str, Scorer]:
+    """Every built-in scorer by name."""
+    return registered()
+
+
 def get_scorer(name: str) -> Scorer:
     """The registered scorer called `name`; an unknown name names the nearest known one."""
     scorers = registered()

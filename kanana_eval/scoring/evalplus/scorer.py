@@ -35,7 +35,7 @@ def release_fingerprint(options: dict[str, Any]) -> str:
     )
 
     options = checked_options(options)
-    hasher = get_human_eval_plus_hash if options["dataset"] == "humaneval" else get_mbpp_plus_hash
+    hasher = {"humaneval": get_human_eval_plus_hash, "mbpp": get_mbpp_plus_hash}[options["dataset"]]
     return f"evalplus:{hasher(version=options['version'])}"
 
 
