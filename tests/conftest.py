@@ -38,21 +38,25 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build_offline_mirror(out: Path) -> Path:
-    """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
+    """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing.
+
+    Every benchmark folder's data plan is built (`data build-mirror`), then every fixture a
+    benchmark folder declares is copied from tests/fixtures to its place in the mirror (KMMLU,
+    HAE-RAE, MBPP and MATH-500 in hub layout, MBPP+ as evalplus' release file).
+    """
     import shutil
 
-    from kanana_eval.data.mirror import build_mirror
+    from kanana_eval.data.mirror.build import build_mirror
+    from kanana_eval.tasks.catalog import data_plans, fixtures
 
-    build_mirror(out)
-    hub_fixtures = FIXTURES / "hub"
-    if hub_fixtures.is_dir():
-        for org in hub_fixtures.iterdir():
-            if org.is_dir():
-                shutil.copytree(org, out / org.name, dirs_exist_ok=True)
-    # MBPP+ as evalplus' release file would sit in a mirror (a schema-exact fixture of 7 tasks).
-    mbpp_plus = FIXTURES / "evalplus" / "MbppPlus-v0.2.0-fixture.jsonl.gz"
-    (out / "evalplus" / "MbppPlus").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(mbpp_plus, out / "evalplus" / "MbppPlus" / "MbppPlus-v0.2.0.jsonl.gz")
+    build_mirror(out, data_plans())
+    for fixture in fixtures():
+        committed, target = FIXTURES / fixture.committed, out / fixture.mirror_relpath
+        if committed.is_dir():
+            shutil.copytree(committed, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed, target)
     return out
 
 

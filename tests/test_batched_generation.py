@@ -190,7 +190,7 @@ def test_eos_from_a_generation_config_list(varied_llama, tmp_path, single_thread
 
 # ----------------------------------------------------------------------------- real models (slow)
 def _humaneval_prompts(shared_data_dir: Path, n: int) -> list[str]:
-    from kanana_eval.data.offline_sources import read_humaneval_plus
+    from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
 
     return [row["prompt"] for row in read_humaneval_plus()[:n]]
 

@@ -26,12 +26,9 @@ from kanana_eval.data.judge_bench import (
     MT_BENCH_PINS,
     load_judge_bench,
 )
-from kanana_eval.data.offline_sources import (
-    FASTCHAT_COMMIT,
-    KOMT_COMMIT,
-    SOURCES,
-    source_file,
-)
+from kanana_eval.data.judge_sources import FASTCHAT_COMMIT, KOMT_COMMIT
+from kanana_eval.data.judge_sources import MT_BENCH_SOURCES as SOURCES
+from kanana_eval.data.judge_sources import mt_bench_file as source_file
 
 CATEGORIES = ["writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem",
               "humanities"]

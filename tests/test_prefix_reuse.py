@@ -320,7 +320,7 @@ def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thr
     from lm_eval.models.huggingface import HFLM
 
     from kanana_eval.data.offline_models import ensure_hf_folder
-    from kanana_eval.data.offline_sources import read_humaneval_plus
+    from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
     from kanana_eval.engine.hf_fast import FastHFLM
 
     folder = str(ensure_hf_folder("gemma-3-270m"))

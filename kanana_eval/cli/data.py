@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from kanana_eval.data.mirror import main_build_mirror
+from kanana_eval.data.mirror.build import main_build_mirror
+from kanana_eval.tasks.catalog import data_plans
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `data build-mirror DIR` to the command line."""
     p = sub.add_parser("data", help="dataset utilities")
     actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     mirror = actions.add_parser("build-mirror",
@@ -17,4 +19,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    return main_build_mirror(args.dir)
+    """Build every dataset a benchmark folder plans (the shared-data ones when available)."""
+    return main_build_mirror(args.dir, data_plans())

@@ -15,8 +15,8 @@ Default sources (`data_dir` None):
   (`FastChat/fastchat/llm_judge/data/{judge_prompts_ko.jsonl,
   mt_bench/reference_answer_ko/gpt-4.jsonl}`), downloaded like MT-Bench's.
 
-Every download is checked against the file's pinned sha256 (`kanana_eval.offline_sources`: the
-same digests pin the offline copies, which are byte for byte these files) before it is cached at
+Every download is checked against the file's pinned sha256 (`kanana_eval.data.judge_sources`:
+the same digests pin the offline copies, which are byte for byte these files) before it is cached at
 `cache_dir()/judge_data/<owner>/<repo>/<commit>/<path>`; nothing is cached on a mismatch, and a
 cached file is hashed again on every load (a changed one is fetched anew). The raw roots can be
 replaced with KANANA_FASTCHAT_RAW_URL and KANANA_KOMT_RAW_URL (`<root>/<commit>/<path>` is read).
@@ -50,7 +50,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,16 +63,16 @@ from kanana_eval.data.dataset_fingerprint import (
     dataset_fingerprint,
     hub_fingerprint,
 )
-from kanana_eval.data.offline_sources import (
+from kanana_eval.data.judge_sources import (
     FASTCHAT_COMMIT,
     FASTCHAT_DATA,
     KOMT_COMMIT,
     KOMT_REPO_PATHS,
+    KOMT_SOURCES,
     MT_BENCH_FILES,
-    SHARED_SOURCES,
 )
+from kanana_eval.data.mirror.record import mirror_info
 
-BENCHMARKS = ("mt_bench", "komt_bench")
 FASTCHAT_REPO = "lm-sys/FastChat"
 KOMT_REPO = "LG-AI-EXAONE/KoMT-Bench"  # the GitHub repository (judge prompts, references)
 KOMT_HUB_ID = "LGAI-EXAONE/KoMT-Bench"  # the hub dataset (questions)
@@ -145,7 +145,7 @@ MT_BENCH_PINS: dict[str, PinnedFile] = {
 }
 KOMT_PINS: dict[str, PinnedFile] = {
     role: PinnedFile(role, KOMT_REPO, KOMT_COMMIT, KOMT_REPO_PATHS[key],
-                     SHARED_SOURCES[key].sha256, KOMT_RAW_ENV)
+                     KOMT_SOURCES[key].sha256, KOMT_RAW_ENV)
     for role, key in (("judge_prompts", "komt_bench_judge_prompts"),
                       ("references", "komt_bench_references"))
 }
@@ -468,8 +468,6 @@ def _load_komt_bench(data_dir: Path | None) -> JudgeBenchData:
 
 def _mirror_record(data_dir: Path, dataset_id: str) -> dict[str, Any] | None:
     """The build record of a mirror folder (None for a folder not made by build-mirror)."""
-    from kanana_eval.data.mirror import mirror_info  # mirror imports this module's checks
-
     entry = mirror_info(data_dir, dataset_id)
     if entry is None:
         return None
@@ -478,9 +476,15 @@ def _mirror_record(data_dir: Path, dataset_id: str) -> dict[str, Any] | None:
 
 def load_judge_bench(name: str, data_dir: Path | None) -> JudgeBenchData:
     """Questions, judge prompts and references of `name`, from the mirror or the pinned sources."""
-    if name not in BENCHMARKS:
+    loader = _LOADERS.get(name)
+    if loader is None:
         raise ConfigError(f"unknown judged benchmark '{name}' (known: {', '.join(BENCHMARKS)})")
-    folder = Path(data_dir).expanduser().resolve() if data_dir is not None else None
-    if name == "mt_bench":
-        return _load_mt_bench(folder)
-    return _load_komt_bench(folder)
+    return loader(Path(data_dir).expanduser().resolve() if data_dir is not None else None)
+
+
+# The judged benchmarks' names (task.yaml scorer_options `benchmark`) -> their loader.
+_LOADERS: dict[str, Callable[[Path | None], JudgeBenchData]] = {
+    "mt_bench": _load_mt_bench,
+    "komt_bench": _load_komt_bench,
+}
+BENCHMARKS = tuple(_LOADERS)

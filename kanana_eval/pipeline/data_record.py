@@ -13,7 +13,7 @@ from pathlib import Path
 from kanana_eval.config.protocol import BenchmarkSpec
 from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
 from kanana_eval.data.dataset_fingerprint import hub_fingerprint as dataset_hub_fingerprint
-from kanana_eval.data.mirror import mirror_info
+from kanana_eval.data.mirror.record import mirror_info
 from kanana_eval.results.records import DataRecord
 from kanana_eval.scoring.base import Scorer
 from kanana_eval.tasks.lm_eval_bridge import BuiltTask

@@ -1,0 +1,1 @@
+"""The `komt_bench` benchmark folder: task.yaml, card.md and the code that owns its data."""

@@ -1,0 +1,1 @@
+"""The `mbpp` benchmark folder: task.yaml, card.md and the code that owns its data."""
