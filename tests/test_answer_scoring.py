@@ -8,6 +8,7 @@ MATH-500); MATH needs KANANA_SHARED_DATA.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,9 +26,10 @@ from kanana_eval.data.dataset_fingerprint import dataset_fingerprint
 from kanana_eval.pipeline import collect as collect_module
 from kanana_eval.pipeline.collect import collect_items, plan_limits
 from kanana_eval.results.io import validate
-from kanana_eval.scoring.answer_rules import gsm8k_target, last_boxed
+from kanana_eval.scoring.answer_rules import _parse, gsm8k_target, last_boxed
 from kanana_eval.scoring.catalog import get_scorer
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
+from kanana_eval.tasks.math.data import read_math_test
 
 FIXTURES_HUB = Path(__file__).parent / "fixtures" / "hub"
 GENERATION = {"do_sample": False, "until": [], "max_gen_toks": 2048}
@@ -59,8 +61,10 @@ GOLD = {
     "gsm8k_boxed@instruct": _gsm8k_gold,
     "math@instruct": lambda doc: doc["solution"],  # a worked solution ending in a \boxed answer
     "math500@instruct": lambda doc: doc["solution"],
-    "mmlu_cot@instruct": lambda doc: f"Step by step...\nTherefore, the answer is: {'ABCD'[doc['answer']]}",
-    "kmmlu_cot@instruct": lambda doc: f"단계별로 풀면...\n따라서, 정답은: {'ABCD'[doc['answer'] - 1]}",
+    "mmlu_cot@instruct":
+        lambda doc: f"Step by step...\nTherefore, the answer is: {'ABCD'[doc['answer']]}",
+    "kmmlu_cot@instruct":
+        lambda doc: f"단계별로 풀면...\n따라서, 정답은: {'ABCD'[doc['answer'] - 1]}",
 }
 WRONG = {
     "gsm8k_boxed@instruct": lambda doc: f"$\\boxed{{{gsm8k_target(doc['answer'])}1}}$",
@@ -162,20 +166,21 @@ def test_math_full_test_set_is_in_the_run(shared_data_dir, built_instruct):
 def test_gold_items_carry_dataset_ids_targets_and_prompts(items_of):
     items = {bench: {i.item_id: i for i in rows} for bench, rows in items_of("gold").items()}
     math500 = items["math500@instruct"]["test/precalculus/807.json"]
-    assert math500["target"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
-    assert math500["prompt"].startswith(f"{USER}Put your final answer within \\boxed{{}}.\n\nConvert the point")
-    assert math500["prompt"].endswith("<|end|>\n<|assistant|>\n")  # the question alone in the user turn
+    assert math500.target == "\\left( 3, \\frac{\\pi}{2} \\right)"
+    boxed = f"{USER}Put your final answer within \\boxed{{}}.\n\n"
+    assert math500.prompt.startswith(f"{boxed}Convert the point")
+    assert math500.prompt.endswith("<|end|>\n<|assistant|>\n")  # the question alone in the turn
     gsm8k = list(items["gsm8k_boxed@instruct"].values())
-    assert all(i.prompt.startswith(f"{USER}Put your final answer within \\boxed{{}}.\n\n") for i in gsm8k)
+    assert all(i.prompt.startswith(boxed) for i in gsm8k)
     # "1,234" in the box, "1234" the target: equal by rule, not as strings
     assert any("," in i.extracted and "," not in i.target for i in gsm8k)
     mmlu = next(iter(items["mmlu_cot@instruct"].values()))
-    assert mmlu["prompt"].startswith(f"{USER}Answer the following multiple-choice question.")
-    assert "Therefore, the answer is: X" in mmlu["prompt"]
-    assert "\nA. " in mmlu["prompt"] and "\nD. " in mmlu["prompt"]
-    assert "The following are multiple choice questions" not in mmlu["prompt"]
+    assert mmlu.prompt.startswith(f"{USER}Answer the following multiple-choice question.")
+    assert "Therefore, the answer is: X" in mmlu.prompt
+    assert "\nA. " in mmlu.prompt and "\nD. " in mmlu.prompt
+    assert "The following are multiple choice questions" not in mmlu.prompt
     kmmlu = next(i for i in items["kmmlu_cot@instruct"].values() if i.subtask == "Accounting")
-    assert "따라서, 정답은: X" in kmmlu["prompt"] and kmmlu["target"] in "ABCD"
+    assert "따라서, 정답은: X" in kmmlu.prompt and kmmlu.target in "ABCD"
     if "math@instruct" in items:
         assert "algebra/0" in items["math@instruct"]
 
@@ -200,8 +205,6 @@ def test_task_scorer_options_are_complete(task):
 
 
 def test_missing_or_unknown_scorer_options_fail_at_load_time():
-    import dataclasses
-
     task = load_task("mmlu_cot")
     for options in ({"target": "x"}, {**task.scorer_options, "extractor": "boxed"},
                     {**task.scorer_options, "pattern": "("}):
@@ -211,9 +214,6 @@ def test_missing_or_unknown_scorer_options_fail_at_load_time():
 
 def test_math_gold_answers_all_parse(shared_data_dir):
     """Every MATH gold answer parses, so a correct answer written differently can match it."""
-    from kanana_eval.data.offline_sources import read_math_test
-    from kanana_eval.scoring.answer_rules import _parse
-
     unparsed = [row["path"] for row in read_math_test() if not _parse(last_boxed(row["solution"]))]
     assert unparsed == []
 
@@ -225,7 +225,10 @@ def test_committed_math500_fixture_matches_its_generator(shared_data_dir, tmp_pa
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr.decode()
     dataset_id = "HuggingFaceH4/MATH-500"
-    assert dataset_fingerprint(tmp_path / dataset_id) == dataset_fingerprint(FIXTURES_HUB / dataset_id)
-    rows = [json.loads(line) for line in (FIXTURES_HUB / dataset_id / "test.jsonl").read_text().splitlines()]
-    assert [list(r) for r in rows] == [["problem", "solution", "answer", "subject", "level", "unique_id"]] * 5
-    assert all(r["answer"] == last_boxed(r["solution"]) and isinstance(r["level"], int) for r in rows)
+    fixture = FIXTURES_HUB / dataset_id
+    assert dataset_fingerprint(tmp_path / dataset_id) == dataset_fingerprint(fixture)
+    rows = [json.loads(line) for line in (fixture / "test.jsonl").read_text().splitlines()]
+    columns = ["problem", "solution", "answer", "subject", "level", "unique_id"]
+    assert [list(r) for r in rows] == [columns] * 5
+    assert all(r["answer"] == last_boxed(r["solution"]) and isinstance(r["level"], int)
+               for r in rows)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_builder import TestBenchmark, metric_of, scorer_of, write_test_run
 
 from kanana_eval.cli.compare import main as compare_main
+from kanana_eval.cli.main import main as kanana_main
 from kanana_eval.compare.gate import (
     BETTER,
     NOT_COMPARED,
@@ -24,72 +26,27 @@ from kanana_eval.compare.gate import (
 )
 from kanana_eval.config.protocol import _regression_rule, load_protocol
 from kanana_eval.core.errors import ConfigError, ResultsError
-from kanana_eval.results.io import write_json, write_jsonl
+from kanana_eval.results.records import Scale
+from kanana_eval.scoring.catalog import get_scorer
 
-JUDGED = ("mt_bench@instruct", "komt_bench@instruct")
-METRICS = {"ifeval@instruct": "ifeval_strict_mean", "mt_bench@instruct": "judge_score",
-           "komt_bench@instruct": "judge_score"}
 FAST_BOOT = ["--bootstrap", "400"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Synthetic run folders, written by the real (schema-checking) writers
+# Synthetic runs: in memory, or as run folders written by `run_builder` (the package's RunWriter)
 
 
-def _normalize(scores: list) -> list[tuple[str, int | None, float | None]]:
-    """Plain scores get ids "0", "1", ...; (item_id, turn, score) tuples are kept."""
-    return [s if isinstance(s, tuple) else (str(i), None, s) for i, s in enumerate(scores)]
-
-
-def write_run(root: Path, benches: dict[str, list], *, model: str = "ckpt", run_id: str = "20260101T000000Z-00000000",
-              smoke: bool = False, fingerprint: str = "sha256:data-v1", max_gen_toks: int = 256,
-              judge_model: str = "gpt-4o-2024-08-06", values: dict[str, float] | None = None,
-              protocol_sha: str = "a" * 64) -> Path:
-    """results/<model>/<run_id>/ with manifest.json, scores.json and items/<benchmark>.jsonl."""
-    folder = root / model / run_id
-    protocols = sorted({b.split("@")[1] for b in benches})
-    rows, manifest_benchmarks = [], {}
-    for bench, raw in benches.items():
-        items = _normalize(raw)
-        protocol = bench.split("@")[1]
-        scored = [s for _, _, s in items if s is not None]
-        judged = bench in JUDGED
-        row = {"benchmark": bench, "protocol": protocol, "column": bench.split("@")[0].upper(),
-               "metric": METRICS.get(bench, "acc"),
-               "value": (values or {}).get(bench, sum(scored) / len(scored) if scored else None),
-               "scale": "judge_1_10" if judged else "fraction", "stderr": None, "n": len(items)}
-        if judged:
-            row["judge"] = {"status": "judged", "model": judge_model, "language_penalty": {"applied": False}}
-        rows.append(row)
-        manifest_benchmarks[bench] = {
-            "spec": {"id": bench, "protocol": protocol, "metric": row["metric"], "num_fewshot": 0,
-                     "generation": {"do_sample": False, "max_gen_toks": max_gen_toks}},
-            "lm_eval_tasks": {bench.split("@")[0]: 1.0},
-            "data": {"source": "hub", "dataset_id": f"org/{bench}", "fingerprint": fingerprint,
-                     "derived_fewshot": False}}
-        write_jsonl(folder / "items" / f"{bench}.jsonl", [
-            {"schema_version": 1, "benchmark": bench, "item_id": item_id, "prompt": "q", "output": "a",
-             "extracted": None, "target": None, "score": score,
-             "verdict": ("judged" if score is not None else "unjudged") if judged
-             else ("correct" if score else "wrong"), **({"turn": turn} if turn is not None else {})}
-            for item_id, turn, score in items], kind="item")
-    write_json(folder / "manifest.json", {
-        "schema_version": 1, "run_id": run_id, "created_utc": "2026-01-01T00:00:00Z", "config": {"model": model},
-        "config_hash": "00000000", "smoke": smoke,
-        "model": {"name": model, "source": "local", "fingerprint": f"sha256:{model}"},
-        "engine": {}, "protocols": {p: {"file": f"protocols/{p}.yaml", "sha256": protocol_sha} for p in protocols},
-        "benchmarks": manifest_benchmarks, "versions": {}, "timings": {}, "status": "complete"}, kind="manifest")
-    write_json(folder / "scores.json", {
-        "schema_version": 1, "run_id": run_id, "model": {"name": model, "readme_rows": []},
-        "protocols": protocols, "smoke": smoke, "limit": 5 if smoke else None, "scores": rows}, kind="scores")
-    return folder
+def judged(bench: str) -> bool:
+    """The benchmark's scorer asks a judge: its items are 1-10 scores of two turns."""
+    return get_scorer(scorer_of(bench)).needs_judge
 
 
 def binary(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (rng.uniform(size=len(probs)) < probs).astype(int)
 
 
-def drifted(rng: np.random.Generator, base: np.ndarray, drop_points: float, churn: float = 0.02) -> np.ndarray:
+def drifted(rng: np.random.Generator, base: np.ndarray, drop_points: float,
+            churn: float = 0.02) -> np.ndarray:
     """A candidate that loses `drop_points` on average, on top of `churn` flips each way."""
     n, passed = len(base), int(base.sum())
     loss_rate = churn + drop_points / 100 * n / passed
@@ -108,13 +65,13 @@ def judge_scores(rng: np.random.Generator, quality: np.ndarray) -> list[tuple[st
 
 def _input(bench: str, base: np.ndarray | list, cand: np.ndarray | list) -> BenchmarkInput:
     """In-memory pairing of one benchmark, as compare_runs builds it from item files."""
-    if bench in JUDGED:
+    if judged(bench):
         keys = [(i, t) for i, t, _ in base]
         pairing = Pairing(keys, np.array([s for *_, s in base]), np.array([s for *_, s in cand]))
-        return BenchmarkInput(bench, pairing, scale="judge_1_10", metric="judge_score")
-    keys = [(str(i), None) for i in range(len(base))]
-    return BenchmarkInput(bench, Pairing(keys, np.asarray(base, float), np.asarray(cand, float)),
-                          metric=METRICS.get(bench, "acc"))
+    else:
+        keys = [(str(i), None) for i in range(len(base))]
+        pairing = Pairing(keys, np.asarray(base, float), np.asarray(cand, float))
+    return BenchmarkInput(bench, pairing, scorer=scorer_of(bench), metric=metric_of(bench))
 
 
 def _binomial_upper_limit(n: int, p: float, tail: float) -> int:
@@ -139,11 +96,11 @@ SUITE = {"mmlu@base": 1000, "gsm8k@base": 400, "humaneval@base": 164, "mbpp@base
 
 
 def _unchanged_pair(seed: int) -> list[BenchmarkInput]:
-    """Two checkpoints of equal quality: every item drawn twice from the same success probability."""
+    """Two checkpoints of equal quality: each item drawn twice from the same success probability."""
     rng = np.random.default_rng(seed)
     out = []
     for bench, n in SUITE.items():
-        if bench in JUDGED:
+        if judged(bench):
             quality = rng.uniform(3, 9, size=n)
             out.append(_input(bench, judge_scores(rng, quality), judge_scores(rng, quality)))
         else:
@@ -157,7 +114,8 @@ def test_unchanged_checkpoints_give_a_false_worse_at_most_alpha_of_the_time():
     no_drop = dict.fromkeys(SUITE, 0.0)  # the statistics alone, no minimum drop to hide behind
     any_worse = any_raw = 0
     for seed in range(pairs):
-        results = evaluate(_unchanged_pair(seed), alpha=alpha, min_drops=no_drop, n_boot=300, seed=seed)
+        results = evaluate(_unchanged_pair(seed), alpha=alpha, min_drops=no_drop, n_boot=300,
+                           seed=seed)
         any_worse += any(r.verdict == WORSE for r in results)
         any_raw += any(r.p_worse < alpha for r in results)
     assert any_worse <= _binomial_upper_limit(pairs, alpha, 0.001), any_worse
@@ -173,8 +131,8 @@ def test_a_real_drop_of_five_points_on_500_items_is_caught():
         rng = np.random.default_rng(seed)
         base = binary(rng, np.full(500, 0.6))
         benches[1] = _input("gsm8k@base", base, drifted(rng, base, drop_points=5.0))
-        drops = {b.benchmark: rule.min_drop(b.benchmark) for b in benches} | {"mt_bench@instruct": 0.25,
-                                                                              "ifeval@instruct": 2.0}
+        drops = {b.benchmark: rule.min_drop(b.benchmark) for b in benches}
+        drops |= {"mt_bench@instruct": 0.25, "ifeval@instruct": 2.0}
         results = evaluate(benches, alpha=0.05, min_drops=drops, n_boot=300, seed=seed)
         caught += results[1].verdict == WORSE
     assert caught >= 36, caught
@@ -214,8 +172,8 @@ def test_holm_counts_every_benchmark_compared():
 def test_a_real_gain_is_better_and_the_exit_status_stays_zero(tmp_path):
     base = [1] * 100 + [0] * 300
     cand = [1] * 150 + [0] * 250
-    b = write_run(tmp_path / "a", {"gsm8k@base": base})
-    c = write_run(tmp_path / "b", {"gsm8k@base": cand})
+    b = write_test_run(tmp_path / "a", {"gsm8k@base": base})
+    c = write_test_run(tmp_path / "b", {"gsm8k@base": cand})
     comparison = compare_runs(b, c, n_boot=300)
     assert comparison.results[0].verdict == BETTER
     assert comparison.results[0].diff == pytest.approx(12.5)
@@ -237,8 +195,9 @@ def dropped_runs(tmp_path: Path) -> tuple[Path, Path]:
         gsm_cand[i] = 0
     for i in range(300, 305):  # ...and 5 gained: a net drop of 30 items = 6 points
         gsm_cand[i] = 1
-    base = write_run(tmp_path / "results", {"mmlu@base": mmlu, "gsm8k@base": gsm}, model="base-ckpt")
-    cand = write_run(tmp_path / "results", {"mmlu@base": mmlu, "gsm8k@base": gsm_cand}, model="new-ckpt")
+    results = tmp_path / "results"
+    base = write_test_run(results, {"mmlu@base": mmlu, "gsm8k@base": gsm}, model="base-ckpt")
+    cand = write_test_run(results, {"mmlu@base": mmlu, "gsm8k@base": gsm_cand}, model="new-ckpt")
     return base, cand
 
 
@@ -254,7 +213,8 @@ def test_a_regression_exits_1_and_writes_every_output(dropped_runs, tmp_path, ca
     assert "5 failed before, pass now: 300, 301, 302, 303, 304" in table
 
     verdict = json.loads((out / "verdict.json").read_text())
-    assert (verdict["format"], verdict["version"], verdict["exit_code"]) == ("kanana-eval-compare", 1, 1)
+    assert ((verdict["format"], verdict["version"], verdict["exit_code"])
+            == ("kanana-eval-compare", 1, 1))
     assert verdict["regressions"] == ["gsm8k@base"]
     gsm = {b["benchmark"]: b for b in verdict["benchmarks"]}["gsm8k@base"]
     assert gsm["method"] == "exact McNemar" and gsm["verdict"] == WORSE
@@ -278,8 +238,9 @@ def test_a_regression_exits_1_and_writes_every_output(dropped_runs, tmp_path, ca
 
 def test_an_unchanged_candidate_exits_0(dropped_runs, tmp_path):
     base, _ = dropped_runs
-    same = write_run(tmp_path / "results", {"mmlu@base": [1, 0] * 150, "gsm8k@base": [1] * 300 + [0] * 200},
-                     model="base-ckpt", run_id="20260102T000000Z-00000000")
+    same = write_test_run(tmp_path / "results",
+                          {"mmlu@base": [1, 0] * 150, "gsm8k@base": [1] * 300 + [0] * 200},
+                          model="base-ckpt", run_id="20260102T000000Z-00000000")
     assert run_cli(base, same, "--json", tmp_path / "v.json") == 0
     assert json.loads((tmp_path / "v.json").read_text())["verdict"] == "no regression"
 
@@ -310,8 +271,8 @@ def test_usage_and_data_errors_exit_2_with_one_line(dropped_runs, tmp_path, caps
     assert err.startswith("kanana-eval: error:") and message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("bad", [["--alpha", "1.5"], ["--min-drop", "gsm8k"], ["--min-drop", "gsm8k=-1"],
-                                 ["--bootstrap", "0"]])
+@pytest.mark.parametrize("bad", [["--alpha", "1.5"], ["--min-drop", "gsm8k"],
+                                 ["--min-drop", "gsm8k=-1"], ["--bootstrap", "0"]])
 def test_bad_option_values_exit_2(dropped_runs, bad, capsys):
     base, cand = dropped_runs
     with pytest.raises(SystemExit) as exc:
@@ -321,8 +282,9 @@ def test_bad_option_values_exit_2(dropped_runs, bad, capsys):
 
 
 def test_runs_with_different_data_fingerprints_are_refused_unless_forced(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
-    cand = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b", fingerprint="sha256:data-v2")
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b",
+                          fingerprint="sha256:data-v2")
     assert run_cli(base, cand) == 2
     err = capsys.readouterr().err
     assert "data fingerprints differ" in err and "--force" in err
@@ -333,33 +295,38 @@ def test_runs_with_different_data_fingerprints_are_refused_unless_forced(tmp_pat
 
 
 def test_runs_with_different_protocol_settings_are_refused(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
-    cand = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b", max_gen_toks=96)
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b", max_gen_toks=96)
     assert run_cli(base, cand) == 2
     assert "protocol settings differ (generation)" in capsys.readouterr().err
 
 
 def test_judged_runs_by_different_judges_are_refused(tmp_path, capsys):
     turns = [(str(q), t, 7.0) for q in range(81, 91) for t in (1, 2)]
-    base = write_run(tmp_path / "r", {"mt_bench@instruct": turns}, model="a")
-    cand = write_run(tmp_path / "r", {"mt_bench@instruct": turns}, model="b", judge_model="local-judge")
+    base = write_test_run(tmp_path / "r", {"mt_bench@instruct": turns}, model="a")
+    cand = write_test_run(tmp_path / "r", {"mt_bench@instruct": turns}, model="b",
+                          judge_model="local-judge")
     assert run_cli(base, cand) == 2
     assert "judged by different models" in capsys.readouterr().err
 
 
 def test_a_changed_protocol_file_alone_is_a_note_not_a_refusal(tmp_path):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
-    cand = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b", protocol_sha="b" * 64)
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="a")
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b",
+                          protocol_sha="b" * 64)
     comparison = compare_runs(base, cand, n_boot=100)
     assert any("protocols/base.yaml differs" in w for w in comparison.warnings)
 
 
 def test_items_in_only_one_run_are_reported_never_dropped(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [(str(i), None, 1) for i in range(100)]}, model="a")
-    cand_items = [(str(i), None, 1) for i in range(3, 100)] + [("extra-1", None, 0), ("extra-2", None, 1)]
-    cand = write_run(tmp_path / "r", {"gsm8k@base": cand_items}, model="b")
+    base_items = [(str(i), None, 1) for i in range(100)]
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": base_items}, model="a")
+    cand_items = [(str(i), None, 1) for i in range(3, 100)] + [("extra-1", None, 0),
+                                                               ("extra-2", None, 1)]
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": cand_items}, model="b")
     assert run_cli(base, cand, "--json", tmp_path / "v.json") == 0
-    assert "not paired: 3 item(s) only in the baseline, 2 item(s) only in the candidate" in capsys.readouterr().out
+    assert ("not paired: 3 item(s) only in the baseline, 2 item(s) only in the candidate"
+            in capsys.readouterr().out)
     gsm = json.loads((tmp_path / "v.json").read_text())["benchmarks"][0]
     assert gsm["n_paired"] == 97
     assert gsm["unpaired"]["only_in_baseline"] == [{"item_id": i} for i in ("0", "1", "2")]
@@ -367,8 +334,9 @@ def test_items_in_only_one_run_are_reported_never_dropped(tmp_path, capsys):
 
 
 def test_benchmarks_in_one_run_only_are_listed_and_skipped_in_junit(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50, "mmlu@base": [1] * 20}, model="a")
-    cand = write_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b")
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50, "mmlu@base": [1] * 20},
+                          model="a")
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0] * 50}, model="b")
     assert run_cli(base, cand, "--junit", tmp_path / "j.xml") == 0
     assert "benchmarks only in the baseline (not compared): mmlu@base" in capsys.readouterr().out
     skipped = [c.get("name") for c in ET.parse(tmp_path / "j.xml").getroot().iter("testcase")
@@ -382,8 +350,8 @@ def test_judged_turns_pair_by_item_and_turn_and_unscored_turns_are_reported(tmp_
     base_items = judge_scores(rng, quality)
     cand_items = [(i, t, max(1.0, s - 2)) for i, t, s in base_items]  # 2 points worse everywhere
     cand_items[0] = (cand_items[0][0], 1, None)  # one turn without a readable judgment
-    base = write_run(tmp_path / "r", {"mt_bench@instruct": base_items}, model="a")
-    cand = write_run(tmp_path / "r", {"mt_bench@instruct": cand_items}, model="b")
+    base = write_test_run(tmp_path / "r", {"mt_bench@instruct": base_items}, model="a")
+    cand = write_test_run(tmp_path / "r", {"mt_bench@instruct": cand_items}, model="b")
     assert run_cli(base, cand, "--json", tmp_path / "v.json") == 1
     out = capsys.readouterr().out
     assert "1 item(s) without a score in the candidate" in out
@@ -392,15 +360,16 @@ def test_judged_turns_pair_by_item_and_turn_and_unscored_turns_are_reported(tmp_
     assert mt["method"] == "paired bootstrap" and mt["unit"] == "score points"
     assert mt["n_paired"] == 79
     assert mt["unpaired"]["unscored_in_candidate"] == [{"item_id": "81", "turn": 1}]
-    assert mt["diff"] == pytest.approx(-np.mean([s - max(1.0, s - 2) for _, _, s in base_items[1:]]))
+    drops = [s - max(1.0, s - 2) for _, _, s in base_items[1:]]
+    assert mt["diff"] == pytest.approx(-np.mean(drops))
     assert "resamples whole questions" in " ".join(mt["notes"])
 
 
 def test_ifeval_is_compared_by_bootstrap_on_prompt_level_strict_and_says_so(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"ifeval@instruct": [1, 0] * 100}, model="a",
-                     values={"ifeval@instruct": 0.55})
-    cand = write_run(tmp_path / "r", {"ifeval@instruct": [1, 1, 1, 1] + [1, 0] * 98}, model="b",
-                     values={"ifeval@instruct": 0.56})
+    base = write_test_run(tmp_path / "r",
+                          {"ifeval@instruct": TestBenchmark([1, 0] * 100, value=0.55)}, model="a")
+    cand = write_test_run(tmp_path / "r", {"ifeval@instruct": TestBenchmark(
+        [1, 1, 1, 1] + [1, 0] * 98, value=0.56)}, model="b")
     assert run_cli(base, cand, "--json", tmp_path / "v.json") == 0
     out = capsys.readouterr().out
     assert "per-item prompt-level strict score" in out
@@ -412,8 +381,10 @@ def test_ifeval_is_compared_by_bootstrap_on_prompt_level_strict_and_says_so(tmp_
 
 
 def test_smoke_runs_can_be_compared_and_the_output_says_so(tmp_path, capsys):
-    base = write_run(tmp_path / "r", {"gsm8k@base": [1, 0, 1, 1, 0]}, model="a", smoke=True)
-    cand = write_run(tmp_path / "r", {"gsm8k@base": [1, 0, 0, 1, 0]}, model="b", smoke=True)
+    base = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0, 1, 1, 0]}, model="a", smoke=True,
+                          limit=5)
+    cand = write_test_run(tmp_path / "r", {"gsm8k@base": [1, 0, 0, 1, 0]}, model="b", smoke=True,
+                          limit=5)
     assert run_cli(base, cand, "--markdown", tmp_path / "s.md", "--json", tmp_path / "v.json") == 0
     assert "SMOKE RUN (baseline and candidate)" in capsys.readouterr().out
     assert "SMOKE RUN" in (tmp_path / "s.md").read_text()
@@ -432,9 +403,10 @@ def test_help_states_the_rule_the_outputs_and_the_exit_statuses(capsys):
         compare_main(["--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for phrase in ("Holm-adjusted over the benchmarks compared, is below alpha AND the drop is at least",
-                   "exact McNemar", "paired bootstrap", "prompt-level strict", "--min-drop BENCH=POINTS",
-                   "--junit PATH", "--force", "0 nothing regressed, 1 a regression, 2 a usage or data error"):
+    for phrase in ("Holm-adjusted over the benchmarks compared, is below alpha AND the drop is at "
+                   "least", "exact McNemar", "paired bootstrap", "prompt-level strict",
+                   "--min-drop BENCH=POINTS", "--junit PATH", "--force",
+                   "0 nothing regressed, 1 a regression, 2 a usage or data error"):
         assert phrase in text, phrase
 
 
@@ -446,7 +418,7 @@ def test_duplicate_item_ids_cannot_be_paired():
 def test_a_benchmark_without_paired_items_is_not_compared():
     pairing = pair_items([{"item_id": "1", "turn": 1, "score": None}],
                          [{"item_id": "1", "turn": 1, "score": 5.0}])
-    (result,) = evaluate([BenchmarkInput("mt_bench@instruct", pairing, scale="judge_1_10")],
+    (result,) = evaluate([BenchmarkInput("mt_bench@instruct", pairing, scorer="judge")],
                          alpha=0.05, min_drops={})
     assert result.verdict == NOT_COMPARED
     assert pairing.unscored_baseline == [("1", 1)]
@@ -463,7 +435,8 @@ def test_protocols_state_alpha_and_a_min_drop_for_every_benchmark(name):
     assert {b.id for b in proto.benchmarks} == set(proto.regression.min_drops)
     for bench in proto.benchmarks:
         drop = proto.regression.min_drop(bench.id)
-        assert (0 < drop < 1) if bench.judged else (1 <= drop <= 3)
+        judged_scale = Scale(get_scorer(bench.task.scorer).scale) is Scale.JUDGE_1_10
+        assert (0 < drop < 1) if judged_scale else (1 <= drop <= 3)
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -479,9 +452,7 @@ def test_a_malformed_regression_section_is_a_config_error(raw, message):
 
 
 def test_the_kanana_eval_command_has_compare(dropped_runs, capsys):
-    from kanana_eval.cli.main import main
-
     base, cand = dropped_runs
-    assert main(["compare", str(base), str(cand), "--bootstrap", "200"]) == 1
-    assert main(["compare", "nowhere", str(cand)]) == 2
+    assert kanana_main(["compare", str(base), str(cand), "--bootstrap", "200"]) == 1
+    assert kanana_main(["compare", "nowhere", str(cand)]) == 2
     assert "kanana-eval: error:" in capsys.readouterr().err

@@ -283,8 +283,8 @@ def test_sample_without_lm_evals_metrics_is_a_config_error(runs):
 
 
 def _item(flags: list[bool]) -> Item:
-    return Item(benchmark="ifeval@instruct", item_id="1", prompt="p", output="o",
-                verdict="correct" if all(flags) else "wrong",
+    return Item(benchmark="ifeval@instruct", item_id="1", prompt="p", output="o", extracted="o",
+                target=None, score=float(all(flags)), verdict="correct" if all(flags) else "wrong",
                 details={"prompt_level_strict_acc": all(flags), "inst_level_strict_acc": flags,
                          "prompt_level_loose_acc": all(flags), "inst_level_loose_acc": flags})
 

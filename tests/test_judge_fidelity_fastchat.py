@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from fastchat.llm_judge.show_result import display_result_single
 
+from kanana_eval.results.records import Item
 from kanana_eval.scoring.judge.fastchat import (
     LanguagePenalty,
     answers_from_fastchat,
@@ -50,17 +51,19 @@ def _jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def mt_bench() -> tuple[list[dict], list[dict], dict]:
     data = _data()
-    refs = {r["question_id"]: r for r in _jsonl(data / "mt_bench" / "reference_answer" / "gpt-4-0125-preview.jsonl")}
+    reference = data / "mt_bench" / "reference_answer" / "gpt-4-0125-preview.jsonl"
+    refs = {r["question_id"]: r for r in _jsonl(reference)}
     return _jsonl(data / "mt_bench" / "question.jsonl"), _jsonl(data / "judge_prompts.jsonl"), refs
 
 
-def _model_items(mt_bench, seed: int, penalty: LanguagePenalty | None) -> list[dict]:
+def _model_items(mt_bench, seed: int, penalty: LanguagePenalty | None) -> list[Item]:
     """Items for 3 questions of every category, judged with a seeded mix of outcomes."""
     questions, prompts, refs = mt_bench
     chosen = [q for cat in sorted({q["category"] for q in questions})
               for q in [q for q in questions if q["category"] == cat][:3]]
     rng = random.Random(seed)
-    answers = {q["question_id"]: [rng.choice([ENGLISH, KOREAN]) for _ in q["turns"]] for q in chosen}
+    answers = {q["question_id"]: [rng.choice([ENGLISH, KOREAN]) for _ in q["turns"]]
+               for q in chosen}
     items = []
     for task in judge_tasks(chosen, answers, prompts, refs):
         roll = rng.random()
@@ -71,7 +74,8 @@ def _model_items(mt_bench, seed: int, penalty: LanguagePenalty | None) -> list[d
         elif roll < 0.3:
             judgment = f"Rating: [{rng.randint(1, 10)}]"
         else:
-            judgment = f"Explanation. Rating: [[{rng.choice([1, 2, 3, 4.5, 5, 6, 7, 7.5, 8, 9, 10])}]]"
+            rating = rng.choice([1, 2, 3, 4.5, 5, 6, 7, 7.5, 8, 9, 10])
+            judgment = f"Explanation. Rating: [[{rating}]]"
         items.append(judged_item(
             "mt_bench@instruct", task, prompt=f"q{task.question_id}.{task.turn}",
             output=answers[task.question_id][task.turn - 1], target=None, temperature=0.0,
@@ -82,8 +86,10 @@ def _model_items(mt_bench, seed: int, penalty: LanguagePenalty | None) -> list[d
 def _fastchat_tables(path: Path) -> dict[str, dict[str, float]]:
     """Run FastChat's display_result_single and read its three printed tables."""
     out = io.StringIO()
-    args = argparse.Namespace(input_file=str(path), bench_name="mt_bench", model_list=None, judge_model=JUDGE)
-    with pd.option_context("display.precision", 17, "display.width", 1000), contextlib.redirect_stdout(out):
+    args = argparse.Namespace(input_file=str(path), bench_name="mt_bench", model_list=None,
+                              judge_model=JUDGE)
+    with (pd.option_context("display.precision", 17, "display.width", 1000),
+          contextlib.redirect_stdout(out)):
         display_result_single(args)
     tables: dict[str, dict[str, float]] = {}
     current = None
@@ -97,17 +103,17 @@ def _fastchat_tables(path: Path) -> dict[str, dict[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def items_by_model(mt_bench) -> dict[str, list[dict]]:
+def items_by_model(mt_bench) -> dict[str, list[Item]]:
     return {"model-a": _model_items(mt_bench, 1, None), "model-b": _model_items(mt_bench, 2, None),
             "model-ko": _model_items(mt_bench, 3, LanguagePenalty())}
 
 
 def test_fixture_mixes_every_outcome(items_by_model):
     all_items = [i for items in items_by_model.values() for i in items]
-    assert {i["verdict"] for i in all_items} == {"judged", "unparsable", "unjudged"}
-    assert {i["turn"] for i in all_items} == {1, 2}
-    assert any(i["details"]["judge"]["penalty"] for i in items_by_model["model-ko"])
-    assert any(i["score"] % 1 for i in all_items if i["verdict"] == "judged")
+    assert {i.verdict for i in all_items} == {"judged", "unparsable", "unjudged"}
+    assert {i.turn for i in all_items} == {1, 2}
+    assert any(i.details["judge"]["penalty"] for i in items_by_model["model-ko"])
+    assert any(i.score % 1 for i in all_items if i.verdict == "judged")
 
 
 def test_summarize_equals_fastchat_show_result(items_by_model, tmp_path):
@@ -124,7 +130,7 @@ def test_summarize_equals_fastchat_show_result(items_by_model, tmp_path):
 
 
 def test_category_means_equal_pandas_on_the_exported_file(items_by_model, mt_bench, tmp_path):
-    """FastChat has no per-category table in show_result; its radar notebook groups the same file."""
+    """FastChat has no per-category table in show_result; its radar notebook groups this file."""
     questions, _, _ = mt_bench
     category = {q["question_id"]: q["category"] for q in questions}
     items = items_by_model["model-ko"]
@@ -151,16 +157,18 @@ def _fastchat_load_model_answers(answer_dir: Path) -> dict[str, dict[int, dict]]
     return model_answers
 
 
-def test_exported_answers_load_like_fastchat_and_reproduce_the_judge_prompts(items_by_model, mt_bench, tmp_path):
+def test_exported_answers_load_like_fastchat_and_reproduce_the_judge_prompts(items_by_model,
+                                                                             mt_bench, tmp_path):
     questions, prompts, refs = mt_bench
     items = items_by_model["model-a"]
-    write_jsonl_records(tmp_path / "model_answer" / "model-a.jsonl", export_fastchat_answers(items, "model-a"))
+    write_jsonl_records(tmp_path / "model_answer" / "model-a.jsonl",
+                        export_fastchat_answers(items, "model-a"))
     loaded = _fastchat_load_model_answers(tmp_path / "model_answer")
     assert list(loaded) == ["model-a"]
-    answered = {int(i["item_id"]) for i in items}
+    answered = {int(i.item_id) for i in items}
     assert set(loaded["model-a"]) == answered
     assert all(len(a["choices"][0]["turns"]) == 2 for a in loaded["model-a"].values())
     asked = [q for q in questions if q["question_id"] in answered]
     again = judge_tasks(asked, answers_from_fastchat(loaded["model-a"].values()), prompts, refs)
     assert ({(t.question_id, t.turn): t.user_prompt for t in again}
-            == {(int(i["item_id"]), i["turn"]): i["details"]["judge"]["user_prompt"] for i in items})
+            == {(int(i.item_id), i.turn): i.details["judge"]["user_prompt"] for i in items})

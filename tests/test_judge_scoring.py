@@ -52,7 +52,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 def _english() -> tuple[list[dict], list[dict], dict]:
     data = _mtbench_data()
-    refs = {r["question_id"]: r for r in _jsonl(data / "mt_bench" / "reference_answer" / "gpt-4-0125-preview.jsonl")}
+    reference = data / "mt_bench" / "reference_answer" / "gpt-4-0125-preview.jsonl"
+    refs = {r["question_id"]: r for r in _jsonl(reference)}
     return _jsonl(data / "mt_bench" / "question.jsonl"), _jsonl(data / "judge_prompts.jsonl"), refs
 
 
@@ -70,7 +71,8 @@ def _answers(questions: list[dict]) -> dict[int, list[str]]:
 
 def _fastchat_run_judge_single():
     """FastChat's run_judge_single (plus its score patterns), with the judge call stubbed out."""
-    path = Path(importlib.util.find_spec("fastchat").submodule_search_locations[0]) / "llm_judge" / "common.py"
+    root = Path(importlib.util.find_spec("fastchat").submodule_search_locations[0])
+    path = root / "llm_judge" / "common.py"
     with warnings.catch_warnings():  # common.py's regexes are non-raw strings with "\\["
         warnings.simplefilter("ignore", SyntaxWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -78,7 +80,8 @@ def _fastchat_run_judge_single():
     wanted = {"one_score_pattern", "one_score_pattern_backup", "run_judge_single"}
     nodes = [n for n in module.body
              if (isinstance(n, ast.FunctionDef) and n.name in wanted)
-             or (isinstance(n, ast.Assign) and any(getattr(t, "id", None) in wanted for t in n.targets))]
+             or (isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", None) in wanted for t in n.targets))]
     assert len(nodes) == 3
     seen: dict = {}
 
@@ -95,7 +98,8 @@ def _fastchat_run_judge_single():
         seen["judgment"] = judgment
         judge = type("Judge", (), {"model_name": JUDGE, "prompt_template": prompt})()
         answer = {"choices": [{"index": 0, "turns": answer_turns}]}
-        rating, user_prompt, _ = namespace["run_judge_single"](question, answer, judge, ref, multi_turn)
+        rating, user_prompt, _ = namespace["run_judge_single"](question, answer, judge, ref,
+                                                               multi_turn)
         return rating, user_prompt, seen["messages"]
 
     return run
@@ -114,8 +118,8 @@ def _assert_equal_to_fastchat(questions, prompts, refs, fastchat_judge) -> int:
     for task in tasks:
         q = by_id[task.question_id]
         ref = refs[task.question_id] if q["category"] in NEED_REF_CATEGORIES else None
-        _, user_prompt, messages = fastchat_judge(q, answers[task.question_id], by_name[task.prompt_name],
-                                                  ref, task.turn == 2)
+        _, user_prompt, messages = fastchat_judge(q, answers[task.question_id],
+                                                  by_name[task.prompt_name], ref, task.turn == 2)
         assert task.user_prompt == user_prompt
         assert list(task.messages()) == messages
     return len(tasks)
@@ -178,11 +182,13 @@ def test_missing_answer_reference_or_prompt_raises():
     with pytest.raises(DataUnavailableError, match="reference"):
         judge_tasks([math_q], _answers([math_q]), prompts, {})
     with pytest.raises(ConfigError, match="single-math-v1"):
-        judge_tasks([math_q], _answers([math_q]), [p for p in prompts if p["name"] != "single-math-v1"], refs)
+        without = [p for p in prompts if p["name"] != "single-math-v1"]
+        judge_tasks([math_q], _answers([math_q]), without, refs)
 
 
 def test_messages_omit_an_empty_system_prompt_like_fastchat():
-    task = JudgeTask(question_id=1, turn=1, category="x", prompt_name="p", system_prompt="", user_prompt="u")
+    task = JudgeTask(question_id=1, turn=1, category="x", prompt_name="p", system_prompt="",
+                     user_prompt="u")
     assert task.messages() == ({"role": "user", "content": "u"},)
 
 
@@ -218,7 +224,8 @@ def test_parse_score_reads_leading_zero_that_fastchat_cannot():
     assert parse_score("Rating: [[08]]") == 8.0
 
 
-KOREAN = "서울은 대한민국의 수도이며, 많은 사람들이 살고 있는 큰 도시입니다. 역사와 문화가 풍부합니다."
+KOREAN = ("서울은 대한민국의 수도이며, 많은 사람들이 살고 있는 큰 도시입니다. "
+          "역사와 문화가 풍부합니다.")
 ENGLISH = "Seoul is the capital of South Korea, a large city where many people live and work."
 
 
@@ -257,35 +264,39 @@ def _item(qid, turn, judgment, category="writing", output="an answer", penalty=N
 
 def test_judged_item_verdicts_scores_and_penalty_record():
     judged = _item(81, 1, "ok [[7]]")
-    assert (judged["verdict"], judged["score"], judged["item_id"], judged["turn"]) == ("judged", 7.0, "81", 1)
-    assert judged["details"]["judge"]["raw_score"] == 7.0 and judged["details"]["judge"]["penalty"] is None
+    assert (judged.verdict, judged.score, judged.item_id, judged.turn) == ("judged", 7.0, "81", 1)
+    assert judged.details["judge"]["raw_score"] == 7.0
+    assert judged.details["judge"]["penalty"] is None
     unparsable = _item(81, 2, "no score here")
-    assert (unparsable["verdict"], unparsable["score"]) == ("unparsable", None)
+    assert (unparsable.verdict, unparsable.score) == ("unparsable", None)
     unjudged = _item(82, 1, None)
-    assert (unjudged["verdict"], unjudged["score"]) == ("unjudged", None)
+    assert (unjudged.verdict, unjudged.score) == ("unjudged", None)
     penalized = _item(83, 1, "[[9]]", output=ENGLISH, penalty=LanguagePenalty())
-    assert penalized["score"] == 3.0
-    assert penalized["details"]["judge"]["penalty"] == {"language": "en", "raw": 9.0}
-    assert penalized["details"]["judge"]["raw_score"] == 9.0
+    assert penalized.score == 3.0
+    assert penalized.details["judge"]["penalty"] == {"language": "en", "raw": 9.0}
+    assert penalized.details["judge"]["raw_score"] == 9.0
     numeric_target = judged_item("m", _task(112, 1, "math"), prompt="p", output="o", target=12000,
                                  temperature=0.0, judge_model=JUDGE, judgment="[[1]]", attempts=2)
-    assert numeric_target["target"] == "12000"
+    assert numeric_target.target == "12000"
 
 
 def test_summarize_means_per_turn_overall_category_and_counts():
     items = [_item(81, 1, "[[8]]"), _item(81, 2, "[[6]]"), _item(82, 1, "[[4]]"),
-             _item(82, 2, "unparsable"), _item(101, 1, "[[10]]", "math"), _item(101, 2, None, "math")]
+             _item(82, 2, "unparsable"), _item(101, 1, "[[10]]", "math"),
+             _item(101, 2, None, "math")]
     summary = summarize(items)
     assert summary["turn_1"] == pytest.approx(22 / 3)
     assert summary["turn_2"] == 6.0
     assert summary["overall"] == 7.0  # mean over rows, not the mean of the two turn means
-    assert summary["categories"] == {"math": {"value": 10.0, "n": 1}, "writing": {"value": 6.0, "n": 3}}
-    assert (summary["n_judged"], summary["n_dropped"], summary["n_unparsable"], summary["n_unjudged"]) == (4, 2, 1, 1)
+    assert summary["categories"] == {"math": {"value": 10.0, "n": 1},
+                                     "writing": {"value": 6.0, "n": 3}}
+    counts = ("n_judged", "n_dropped", "n_unparsable", "n_unjudged")
+    assert tuple(summary[k] for k in counts) == (4, 2, 1, 1)
 
 
 def test_summarize_stderr_is_over_question_means_when_both_turns_are_judged():
-    items = [_item(81, 1, "[[8]]"), _item(81, 2, "[[6]]"), _item(82, 1, "[[4]]"), _item(82, 2, "[[2]]"),
-             _item(83, 1, "[[9]]"), _item(83, 2, "[[9]]")]
+    items = [_item(81, 1, "[[8]]"), _item(81, 2, "[[6]]"), _item(82, 1, "[[4]]"),
+             _item(82, 2, "[[2]]"), _item(83, 1, "[[9]]"), _item(83, 2, "[[9]]")]
     means = [7.0, 3.0, 9.0]
     mean = sum(means) / 3
     expected = math.sqrt(sum((m - mean) ** 2 for m in means) / 2 / 3)
@@ -294,15 +305,16 @@ def test_summarize_stderr_is_over_question_means_when_both_turns_are_judged():
 
 def test_summarize_of_nothing_judged_has_no_values():
     summary = summarize([_item(81, 1, None)])
-    assert (summary["overall"], summary["turn_1"], summary["stderr"], summary["n_dropped"]) == (None, None, None, 1)
+    values = (summary["overall"], summary["turn_1"], summary["stderr"], summary["n_dropped"])
+    assert values == (None, None, None, 1)
     with pytest.raises(ResultsError, match="verdict"):
-        summarize([{**_item(81, 1, "[[1]]"), "verdict": "correct"}])
+        summarize([_item(81, 1, "[[1]]").model_copy(update={"verdict": "correct"})])
 
 
 def test_export_answers_is_deterministic_and_ordered():
     items = [_item(82, 2, "[[1]]", output="b2"), _item(81, 1, "[[1]]", output="a1"),
              _item(82, 1, "[[1]]", output="b1"), _item(81, 2, None, output="a2")]
-    items[0]["details"]["tstamp"] = 1234.5
+    items[0].details["tstamp"] = 1234.5
     records = export_fastchat_answers(items, "kanana")
     assert [(r["question_id"], r["choices"][0]["turns"], r["tstamp"]) for r in records] == [
         (81, ["a1", "a2"], 0), (82, ["b1", "b2"], 1234.5)]
@@ -315,7 +327,8 @@ def test_export_answers_is_deterministic_and_ordered():
 def test_export_judgments_marks_unparsable_minus_one_and_skips_unjudged():
     items = [_item(81, 1, "[[8]]"), _item(81, 2, "nothing"), _item(82, 1, None)]
     records = export_fastchat_judgments(items, "kanana", JUDGE)
-    assert [(r["question_id"], r["turn"], r["score"]) for r in records] == [(81, 1, 8.0), (81, 2, -1)]
+    assert ([(r["question_id"], r["turn"], r["score"]) for r in records]
+            == [(81, 1, 8.0), (81, 2, -1)])
     assert records[0]["judge"] == [JUDGE, "single-v1"]
     assert records[0]["user_prompt"] == "judge 81.1" and records[1]["judgment"] == "nothing"
     assert records[0]["tstamp"] == 0 and records[0]["model"] == "kanana"

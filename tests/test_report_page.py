@@ -8,56 +8,59 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from run_builder import TestBenchmark, write_test_run
 
 from kanana_eval.cli.main import main
 from kanana_eval.core.errors import ResultsError
 from kanana_eval.report.page import benchmark_views, radar_series, run_dashboard
+from kanana_eval.report.render import render_markdown_table, render_readme_table
 from kanana_eval.report.tables import load_run_row
 from kanana_eval.report.update import update_text
-from kanana_eval.results.io import write_json, write_jsonl
+from kanana_eval.results.io import read_json
+from kanana_eval.results.records import Item
 from kanana_eval.results.reference import load_reference_tables
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def make_run(folder: Path, *, values: dict[str, tuple[float, float | None]] | None = None,
+COLUMNS = {"ifeval@instruct": "IFEval", "humaneval_plus@instruct": "HumanEval+",
+           "gsm8k@instruct": "GSM8K (0-shot)", "math@instruct": "MATH",
+           "mt_bench@instruct": "MT-Bench"}
+
+
+def _items(bench: str) -> list[Item]:
+    """Four items whose prompt needs escaping and clipping in the page."""
+    return [Item(benchmark=bench, item_id=str(k), subtask=None,
+                 prompt="<b>prompt</b> " + "x" * 2000, output=f"answer {k}", extracted="42",
+                 target="42", score=1.0 if k % 2 else 0.0,
+                 verdict="correct" if k % 2 else "wrong") for k in range(4)]
+
+
+def make_run(root: Path, *, values: dict[str, tuple[float, float | None]] | None = None,
              readme_rows: tuple[str, ...] = ("Kanana-1.5-8B",)) -> Path:
-    """An instruct run written with the real schema-validated writers, items included."""
+    """An instruct run of `my-model` under `root`, written by the package's RunWriter."""
     values = values or {"ifeval@instruct": (0.80, 0.01), "humaneval_plus@instruct": (0.70, 0.035),
                         "gsm8k@instruct": (0.50, 0.02), "math@instruct": (0.60, 0.01),
                         "mt_bench@instruct": (7.5, 0.1)}
-    columns = {"ifeval@instruct": "IFEval", "humaneval_plus@instruct": "HumanEval+",
-               "gsm8k@instruct": "GSM8K (0-shot)", "math@instruct": "MATH", "mt_bench@instruct": "MT-Bench"}
-    folder.mkdir(parents=True)
-    rows = []
+    benchmarks = {}
     for bench, (value, stderr) in values.items():
-        judge = bench.startswith("mt_bench")
-        row = {"benchmark": bench, "protocol": "instruct", "column": columns[bench], "metric": "m",
-               "value": value, "scale": "judge_1_10" if judge else "fraction", "stderr": stderr,
-               "n": 4, "n_available": 4,
-               "subtasks": {"writing": {"value": 8.0, "n": 2}, "math": {"value": 7.0, "n": 2}} if judge else {}}
-        rows.append(row)
-        items = [{"schema_version": 1, "benchmark": bench, "item_id": str(k), "subtask": None,
-                  "prompt": "<b>prompt</b> " + "x" * 2000, "output": f"answer {k}", "extracted": "42",
-                  "target": "42", "score": 1.0 if k % 2 else 0.0,
-                  "verdict": "correct" if k % 2 else "wrong"} for k in range(4)]
-        write_jsonl(folder / "items" / f"{bench}.jsonl", items, kind="item")
-    write_json(folder / "scores.json", {
-        "schema_version": 1, "run_id": "20261125T120000Z-abcdef12",
-        "model": {"name": "my-model", "registry_key": None, "readme_rows": list(readme_rows)},
-        "protocols": ["instruct"], "smoke": False, "limit": None, "scores": rows}, kind="scores")
-    return folder
+        judged = bench.startswith("mt_bench")
+        benchmarks[bench] = TestBenchmark(
+            items=_items(bench), value=value, stderr=stderr, column=COLUMNS[bench], metric="m",
+            n_available=4, subtasks={"writing": (8.0, 2), "math": (7.0, 2)} if judged else {})
+    return write_test_run(root, benchmarks, model="my-model", run_id="20261125T120000Z-abcdef12",
+                          readme_rows=readme_rows)
 
 
 def test_deltas_against_the_models_readme_row_are_flagged_beyond_the_error_bar(tmp_path):
     run = make_run(tmp_path / "run")
-    from kanana_eval.results.io import read_json
-
-    views = {v.benchmark: v for v in benchmark_views(read_json(run / "scores.json"), load_reference_tables())}
+    scores = read_json(run / "scores.json")
+    views = {v.benchmark: v for v in benchmark_views(scores, load_reference_tables())}
     ifeval = views["ifeval@instruct"]  # Kanana-1.5-8B IFEval is published as 80.11 (two tables)
     assert ifeval.value == "80.00" and ifeval.error_bar == "1.96"
     assert {p["display"] for p in ifeval.published} == {"80.11"}
-    assert {p["delta"] for p in ifeval.published} == {"-0.11"} and {p["flag"] for p in ifeval.published} == {"same"}
+    assert {p["delta"] for p in ifeval.published} == {"-0.11"}
+    assert {p["flag"] for p in ifeval.published} == {"same"}
     gsm = views["gsm8k@instruct"]  # 50.00 ± 3.92 against 87.64: far below the error bar
     assert all(p["flag"] == "below" and p["delta"] == "-37.64" for p in gsm.published)
     mt = views["mt_bench@instruct"]  # judge scores keep their scale: 7.50 vs 7.76
@@ -67,8 +70,6 @@ def test_deltas_against_the_models_readme_row_are_flagged_beyond_the_error_bar(t
 
 def test_radar_puts_the_run_beside_the_published_kanana_models(tmp_path):
     run = make_run(tmp_path / "run")
-    from kanana_eval.results.io import read_json
-
     table = next(t for t in load_reference_tables() if t.id == "kanana-1.5-instruct")
     axes, series = radar_series(read_json(run / "scores.json"), table)
     assert axes == ["MT-Bench", "IFEval", "HumanEval+", "GSM8K (0-shot)", "MATH"]
@@ -83,12 +84,14 @@ def test_items_are_escaped_clipped_and_browsable_in_the_page(tmp_path):
     page = (out / "instruct.html").read_text()
     assert "&lt;b&gt;prompt&lt;/b&gt;" in page and "<b>prompt</b>" not in page
     assert "more characters]" in page and 'data-benchmark="mt_bench@instruct"' in page
-    assert "<svg" in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<svg" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     dash = run_dashboard(run, load_reference_tables(), "instruct")
     assert [b["n_items"] for b in dash["benchmarks"]] == [4] * 5
 
 
-README = ("# My model\n\nIntro text with trailing spaces   \n" """<!-- kanana-eval:table kanana-1.5-instruct -->
+README = ("# My model\n\nIntro text with trailing spaces   \n"
+          """<!-- kanana-eval:table kanana-1.5-instruct -->
 old table
 <!-- /kanana-eval:table -->
 middle\r\n<!-- kanana-eval:table kanana-1.5-base format=markdown -->
@@ -97,8 +100,6 @@ end without newline""")
 
 
 def test_update_replaces_only_the_marked_tables_and_keeps_every_other_byte(tmp_path):
-    from kanana_eval.report.render import render_markdown_table, render_readme_table
-
     run = load_run_row(make_run(tmp_path / "run"))
     new, updated = update_text(README, [run])
     assert updated == ["kanana-1.5-instruct", "kanana-1.5-base"]
@@ -114,7 +115,8 @@ def test_update_replaces_only_the_marked_tables_and_keeps_every_other_byte(tmp_p
     ("<!-- kanana-eval:table nope -->\n<!-- /kanana-eval:table -->", "nope"),
     ("<!-- kanana-eval:table kanana-1.5-base -->\nno end", "not closed"),
     ("<!-- /kanana-eval:table -->", "closes no table"),
-    ("<!-- kanana-eval:table kanana-1.5-base format=pdf -->\n<!-- /kanana-eval:table -->", "format"),
+    ("<!-- kanana-eval:table kanana-1.5-base format=pdf -->\n<!-- /kanana-eval:table -->",
+     "format"),
 ])
 def test_update_refuses_bad_markers(text, message):
     with pytest.raises(ResultsError, match=message):
@@ -147,8 +149,8 @@ def test_the_report_page_opens_in_headless_chromium_without_console_errors(tmp_p
     out = tmp_path / "report"
     assert main(["report", str(run), "--out", str(out)]) == 0
     page = (out / "instruct.html").resolve().as_uri()
-    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(flags + ["--enable-logging=stderr", "--v=0", "--dump-dom", page],
                          capture_output=True, text=True, timeout=120, check=True)
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]

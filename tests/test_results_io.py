@@ -9,8 +9,8 @@ import pytest
 from kanana_eval.core.errors import ResultsError
 from kanana_eval.results.io import read_jsonl, validate, write_json, write_jsonl
 
-ITEM = {"schema_version": 1, "benchmark": "gsm8k@base", "item_id": "3", "prompt": "Q", "output": "A",
-        "extracted": "18", "target": "18", "score": 1.0, "verdict": "correct"}
+ITEM = {"schema_version": 1, "benchmark": "gsm8k@base", "item_id": "3", "prompt": "Q",
+        "output": "A", "extracted": "18", "target": "18", "score": 1.0, "verdict": "correct"}
 
 
 def test_valid_item_round_trips(tmp_path):

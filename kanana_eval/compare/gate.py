@@ -157,7 +157,8 @@ class BenchmarkResult:
     def binary(self) -> bool:
         """Pass/fail items (IFEval's too, though tested by bootstrap): changes are flips."""
         p = self.pairing
-        return p is not None and bool(np.isin(p.baseline, (0, 1)).all() and np.isin(p.candidate, (0, 1)).all())
+        return p is not None and bool(np.isin(p.baseline, (0, 1)).all()
+                                      and np.isin(p.candidate, (0, 1)).all())
 
 
 @dataclass
@@ -201,7 +202,8 @@ class Comparison:
 def pair_items(baseline: Sequence[dict[str, Any]], candidate: Sequence[dict[str, Any]],
                label: str = "items") -> Pairing:
     """Match items by (item_id, turn); null scores and one-sided items are kept apart, listed."""
-    base, cand = _scores_by_key(baseline, f"baseline {label}"), _scores_by_key(candidate, f"candidate {label}")
+    base = _scores_by_key(baseline, f"baseline {label}")
+    cand = _scores_by_key(candidate, f"candidate {label}")
     keys, b_vals, c_vals = [], [], []
     unscored_b, unscored_c = [], []
     for key, b in base.items():
@@ -253,7 +255,7 @@ def choose_method(bench: BenchmarkInput) -> str:
 
 def assess_benchmark(bench: BenchmarkInput, *, min_drop: float, confidence: float, n_boot: int,
                      seed: int) -> BenchmarkResult:
-    """Unadjusted p-values, paired difference and interval, and the changed items of one benchmark."""
+    """Unadjusted p-values, paired difference and interval, and the changed items of a benchmark."""
     pairing, scale = bench.pairing, bench.scale.points_per_unit
     method = choose_method(bench)
     diffs = pairing.candidate - pairing.baseline
@@ -281,14 +283,16 @@ def assess_benchmark(bench: BenchmarkInput, *, min_drop: float, confidence: floa
 
 def _changes(pairing: Pairing, mask: np.ndarray) -> list[ItemChange]:
     return [ItemChange(k[0], k[1], float(b), float(c))
-            for k, b, c, m in zip(pairing.keys, pairing.baseline, pairing.candidate, mask, strict=True) if m]
+            for k, b, c, m in zip(pairing.keys, pairing.baseline, pairing.candidate, mask,
+                                  strict=True) if m]
 
 
 def _method_notes(bench: BenchmarkInput, method: str, n_units: int) -> list[str]:
     note = bench.scorer_object.compare_note
     notes = [note] if note else []
     if method == BOOTSTRAP and 0 < n_units < MIN_BOOTSTRAP_UNITS:
-        notes.append(f"only {n_units} paired questions/items: too few for the bootstrap, p set to 1")
+        notes.append(f"only {n_units} paired questions/items: too few for the bootstrap, "
+                     "p set to 1")
     return notes
 
 
@@ -310,19 +314,19 @@ def _verdict(r: BenchmarkResult, alpha: float) -> str:
     if r.p_worse_adj < alpha:
         if -r.diff >= r.min_drop - _EPS:
             return WORSE
-        r.notes.append(f"significant drop (adjusted p {r.p_worse_adj:.2g}) but {-r.diff:.2f} {unit} "
-                       f"is below the minimum drop {r.min_drop:g}")
+        r.notes.append(f"significant drop (adjusted p {r.p_worse_adj:.2g}) but "
+                       f"{-r.diff:.2f} {unit} is below the minimum drop {r.min_drop:g}")
     if r.p_better_adj < alpha:
         if r.diff >= r.min_drop - _EPS:
             return BETTER
-        r.notes.append(f"significant gain (adjusted p {r.p_better_adj:.2g}) but {r.diff:.2f} {unit} "
-                       f"is below the minimum change {r.min_drop:g}")
+        r.notes.append(f"significant gain (adjusted p {r.p_better_adj:.2g}) but "
+                       f"{r.diff:.2f} {unit} is below the minimum change {r.min_drop:g}")
     return SAME
 
 
 def evaluate(benches: Sequence[BenchmarkInput], *, alpha: float, min_drops: dict[str, float],
              n_boot: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED) -> list[BenchmarkResult]:
-    """Test every benchmark and decide with Holm over all of them (the in-memory core of compare)."""
+    """Test every benchmark and decide with Holm over all of them (compare's in-memory core)."""
     results = [assess_benchmark(b, min_drop=min_drops.get(b.benchmark, 1.0), confidence=1 - alpha,
                                 n_boot=n_boot, seed=seed) for b in benches]
     decide(results, alpha)
@@ -334,7 +338,7 @@ def evaluate(benches: Sequence[BenchmarkInput], *, alpha: float, min_drops: dict
 
 
 def resolve_one(value: str, results_dir: Path, role: str) -> Path:
-    """A run folder, or a model name standing for its latest run; several checkpoints are refused."""
+    """A run folder, or a model name standing for its latest run; several checkpoints: refused."""
     runs = resolve_run_arg(value, results_dir)
     if len(runs) > 1:
         raise CompareUsageError(
@@ -350,7 +354,9 @@ def load_side(path: Path) -> RunInfo:
 
 def regression_rule(protocol: str) -> RegressionRule:
     """The protocol's `regression:` section; an unknown protocol gets the defaults."""
-    return load_protocol(protocol).regression if protocol in available_protocols() else RegressionRule()
+    if protocol not in available_protocols():
+        return RegressionRule()
+    return load_protocol(protocol).regression
 
 
 def resolve_min_drops(benchmarks: Sequence[tuple[str, str]], overrides: dict[str, float],
@@ -384,15 +390,17 @@ def comparability(base: RunInfo, cand: RunInfo, benchmarks: Sequence[str],
     for name in sorted(set(bp) & set(cp)):
         b_sha, c_sha = (bp[name] or {}).get("sha256"), (cp[name] or {}).get("sha256")
         if b_sha != c_sha:
-            notes.append(f"protocols/{name}.yaml differs between the runs (sha256 {str(b_sha)[:12]} vs "
-                         f"{str(c_sha)[:12]}); every compared benchmark's recorded settings are equal")
+            notes.append(f"protocols/{name}.yaml differs between the runs (sha256 "
+                         f"{str(b_sha)[:12]} vs {str(c_sha)[:12]}); every compared benchmark's "
+                         "recorded settings are equal")
     return refusals, notes
 
 
 def _benchmark_differences(b: str, base: RunInfo, cand: RunInfo) -> list[str]:
     mb, mc = base.manifest["benchmarks"].get(b), cand.manifest["benchmarks"].get(b)
     if mb is None or mc is None:
-        return [f"{b}: the {'baseline' if mb is None else 'candidate'} manifest does not describe it"]
+        side = "baseline" if mb is None else "candidate"
+        return [f"{b}: the {side} manifest does not describe it"]
     out = []
     fb, fc = mb["data"]["fingerprint"], mc["data"]["fingerprint"]
     if fb != fc:

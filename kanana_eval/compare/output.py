@@ -92,7 +92,8 @@ def pairing_notes(r: BenchmarkResult) -> list[str]:
     p = r.pairing
     if p is None:
         return []
-    parts = [(len(p.only_baseline), "only in the baseline"), (len(p.only_candidate), "only in the candidate"),
+    parts = [(len(p.only_baseline), "only in the baseline"),
+             (len(p.only_candidate), "only in the candidate"),
              (len(p.unscored_baseline), "without a score in the baseline"),
              (len(p.unscored_candidate), "without a score in the candidate")]
     said = [f"{n} item(s) {what}" for n, what in parts if n]
@@ -105,11 +106,14 @@ def general_notes(c: Comparison) -> list[str]:
         which = [name for name, side in (("baseline", c.baseline), ("candidate", c.candidate))
                  if side is not None and side.smoke]
         notes.append(f"SMOKE RUN ({' and '.join(which)}): items cut by --limit or --max-gen-toks; "
-                     "the verdict covers the paired items only and is no statement about the full benchmarks")
+                     "the verdict covers the paired items only and is no statement about the full "
+                     "benchmarks")
     if c.only_in_baseline:
-        notes.append("benchmarks only in the baseline (not compared): " + ", ".join(c.only_in_baseline))
+        notes.append("benchmarks only in the baseline (not compared): "
+                     + ", ".join(c.only_in_baseline))
     if c.only_in_candidate:
-        notes.append("benchmarks only in the candidate (not compared): " + ", ".join(c.only_in_candidate))
+        notes.append("benchmarks only in the candidate (not compared): "
+                     + ", ".join(c.only_in_candidate))
     notes += c.warnings
     return notes
 
@@ -158,7 +162,8 @@ def _terminal_flips(r: BenchmarkResult) -> list[str]:
     for items, words in zip((r.worse_items, r.better_items), flip_words(r), strict=True):
         if items:
             shown = ", ".join(_change(ch, r.binary) for ch in items[:TERMINAL_FLIPS])
-            more = f", ... ({len(items) - TERMINAL_FLIPS} more)" if len(items) > TERMINAL_FLIPS else ""
+            hidden = len(items) - TERMINAL_FLIPS
+            more = f", ... ({hidden} more)" if hidden > 0 else ""
             out.append(f"{r.benchmark}: {len(items)} {words}: {shown}{more}")
     return out
 
@@ -267,7 +272,8 @@ def render_junit(c: Comparison) -> str:
     failures = len(c.regressions)
     skipped = sum(1 for r in c.results if r.verdict == NOT_COMPARED) + len(c.only_in_baseline)
     total = len(c.results) + len(c.only_in_baseline)
-    counts = {"tests": str(total), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    counts = {"tests": str(total), "failures": str(failures), "errors": "0",
+              "skipped": str(skipped)}
     root = ET.Element("testsuites", {"name": "kanana-eval compare", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": "kanana-eval compare", **counts, "time": "0"})
     props = ET.SubElement(suite, "properties")
@@ -276,8 +282,9 @@ def render_junit(c: Comparison) -> str:
                         ("rule", rule_text(c))):
         ET.SubElement(props, "property", {"name": name, "value": value})
     for r in c.results:
-        case = ET.SubElement(suite, "testcase", {"classname": f"kanana-eval.{r.protocol or 'compare'}",
-                                                 "name": r.benchmark, "time": "0"})
+        classname = f"kanana-eval.{r.protocol or 'compare'}"
+        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": r.benchmark,
+                                                 "time": "0"})
         line = _case_line(r)
         if r.verdict == WORSE:
             fail = ET.SubElement(case, "failure", {"message": line, "type": "regression"})
@@ -286,14 +293,16 @@ def render_junit(c: Comparison) -> str:
             ET.SubElement(case, "skipped", {"message": "no paired items"})
         ET.SubElement(case, "system-out").text = "\n".join([line, *r.notes, *pairing_notes(r)])
     for b in c.only_in_baseline:
-        case = ET.SubElement(suite, "testcase", {"classname": "kanana-eval.compare", "name": b, "time": "0"})
+        case = ET.SubElement(suite, "testcase", {"classname": "kanana-eval.compare", "name": b,
+                                                 "time": "0"})
         ET.SubElement(case, "skipped", {"message": "in the baseline run only: not compared"})
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _case_line(r: BenchmarkResult) -> str:
-    return (f"{r.verdict}: {_value(r.baseline_value, r.scale)} -> {_value(r.candidate_value, r.scale)}, "
+    return (f"{r.verdict}: {_value(r.baseline_value, r.scale)} -> "
+            f"{_value(r.candidate_value, r.scale)}, "
             f"paired difference {_signed(r.diff)} {_unit(r)} {_ci(r)} over {r.n_paired} items "
             f"({r.method}); Holm p worse {_p(r.p_worse_adj)}, better {_p(r.p_better_adj)}; "
             f"min drop {r.min_drop:g}")

@@ -94,12 +94,12 @@ def bootstrap_rng(seed: int, label: str) -> np.random.Generator:
 def paired_bootstrap(diffs: np.ndarray, clusters: np.ndarray | None = None, *, n_boot: int = 10_000,
                      rng: np.random.Generator | None = None, confidence: float = 0.95,
                      ) -> BootstrapResult:
-    """Paired bootstrap of the mean difference, resampling items (or whole clusters) with replacement.
+    """Paired bootstrap of the mean difference, resampling items (or whole clusters), replaced.
 
     `clusters` groups differences that must be resampled together (MT-Bench: both turns of one
     question); the mean is then the ratio of resampled sums to resampled counts. p-values use the
-    null-shifted distribution (Efron & Tibshirani 16.4): p_worse = (1 + #{c (m* - m) <= m}) / (B + 1)
-    with c = sqrt(n / (n - 1)) over n resampled units.
+    null-shifted distribution (Efron & Tibshirani 16.4):
+    p_worse = (1 + #{c (m* - m) <= m}) / (B + 1) with c = sqrt(n / (n - 1)) over n resampled units.
     """
     diffs = np.asarray(diffs, dtype=float)
     if n_boot < 1:

@@ -35,7 +35,8 @@ def validate(kind: str, obj: Any) -> None:
     error = jsonschema.exceptions.best_match(schema_validator(kind).iter_errors(obj))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        raise ResultsError(f"{kind} record fails schema v{SCHEMA_VERSION} at {where}: {error.message}")
+        raise ResultsError(f"{kind} record fails schema v{SCHEMA_VERSION} at {where}: "
+                           f"{error.message}")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -103,7 +104,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run folder {run_dir} does not exist")
-    return read_json(run_dir / "manifest.json", "manifest"), read_json(run_dir / "scores.json", "scores")
+    return (read_json(run_dir / "manifest.json", "manifest"),
+            read_json(run_dir / "scores.json", "scores"))
 
 
 def load_run_records(run_dir: Path) -> tuple[Manifest, Scores]:
@@ -150,13 +152,14 @@ def find_runs(results_dir: Path, model: str) -> list[Path]:
 
 
 def resolve_run_arg(value: str, results_dir: Path) -> list[Path]:
-    """A run folder as given, or a model name standing for its latest run(s) (one per checkpoint)."""
+    """A run folder as given, or a model name standing for its latest run(s), one per checkpoint."""
     path = Path(value)
     if path.is_dir() and (path / "scores.json").is_file():
         return [path]
     runs = find_runs(results_dir, value)
     if not runs:
-        raise ResultsError(f"'{value}' is neither a run folder nor a model with runs in {results_dir}")
+        raise ResultsError(f"'{value}' is neither a run folder nor a model with runs in "
+                           f"{results_dir}")
     latest: dict[str, Path] = {}
     for run in runs:
         latest[run.parent.name] = run

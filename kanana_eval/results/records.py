@@ -72,7 +72,8 @@ def _plain(value: Any) -> Any:
 class Item(_Record):
     """One scored item (`items/<benchmark>.jsonl`); `item_id` (+ `turn`) pairs it across runs."""
 
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"turn", "truncated", "choices", "loglikelihoods", "details"})
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"turn", "truncated", "choices",
+                                                          "loglikelihoods", "details"})
 
     schema_version: Literal[1] = SCHEMA_VERSION
     benchmark: str
@@ -81,9 +82,9 @@ class Item(_Record):
     turn: int | None = Field(default=None, ge=1)
     prompt: str
     output: str
-    extracted: str | None = None
-    target: str | None = None
-    score: float | None = None
+    extracted: str | None  # every item states these three, null or not (schema v1 requires them)
+    target: str | None
+    score: float | None
     verdict: Verdict
     truncated: bool | None = None
     choices: list[str] | None = None
@@ -108,7 +109,8 @@ class SubtaskScore(_Record):
 class ScoreRow(_Record):
     """One benchmark of `scores.json`: the headline value, its error bar and what qualifies it."""
 
-    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"metrics", "n_no_answer", "n_truncated", "n_dropped", "judge"})
+    OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"metrics", "n_no_answer", "n_truncated",
+                                                          "n_dropped", "judge"})
 
     benchmark: str = Field(pattern=r"^[a-z0-9_]+@[a-z0-9_]+$")
     protocol: str
@@ -135,7 +137,7 @@ class ScoreRow(_Record):
 class ScoresModel(_Record):
     name: str
     registry_key: str | None = None
-    readme_rows: list[str] = Field(default_factory=list)
+    readme_rows: list[str]
 
 
 class Scores(_Record):
@@ -175,7 +177,7 @@ class DataRecord(_Record):
     path: str | None = None
     fingerprint: str
     revision: str | None = None
-    derived_fewshot: bool = False
+    derived_fewshot: bool
 
 
 class BenchmarkRecord(_Record):
@@ -185,7 +187,7 @@ class BenchmarkRecord(_Record):
 
     spec: dict[str, Any]
     task_file_sha256: str | None = None
-    lm_eval_tasks: dict[str, Any] = Field(default_factory=dict)
+    lm_eval_tasks: dict[str, Any]
     data: DataRecord
     n_scored: int = 0
     n_available: int = 0

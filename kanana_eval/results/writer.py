@@ -23,7 +23,7 @@ def new_run_id(config_hash: str, when: float | None = None) -> str:
 
 
 class RunWriter:
-    """Writes `<output_dir>/<model slug>/<run id>/` atomically: items, scores.json, manifest.json."""
+    """Writes `<output_dir>/<model slug>/<run id>/` whole: items, scores.json, manifest.json."""
 
     def __init__(self, output_dir: Path, model_slug: str, run_id: str) -> None:
         self.final = Path(output_dir) / model_slug / run_id
