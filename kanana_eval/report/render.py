@@ -218,8 +218,12 @@ def _select_tables(
         chosen = list(tables)
     else:
         chosen = [t for t in tables if any(r.score(c.benchmark) for r in runs for c in t.columns)]
+        if not chosen:  # benchmarks of no README table (a new one): their protocol's pages
+            protocols = {s.benchmark.split("@")[1] for r in runs for s in r.scores}
+            chosen = [t for t in tables if t.kind in protocols]
         if not chosen:
-            raise ResultsError("the runs score no benchmark of any README table: nothing to report")
+            raise ResultsError("the runs score no benchmark of any README table or protocol "
+                               "page: nothing to report")
     return sorted(chosen, key=lambda t: (t.source.file, t.source.line))
 
 
