@@ -169,12 +169,7 @@ def _fixed_value_fields() -> list[Any]:
             model_values = _model_values(fields[name].annotation)
             if _schema_values(props[name]) is None and model_values is None:
                 continue
-            marks = []
-            if (record, name) == ("manifest benchmark data", "source"):
-                marks = [pytest.mark.xfail(strict=True, reason=(
-                    "DataRecord.source is a free string; judged benchmarks without a mirror record "
-                    "'download' or 'hub+download', which the schema's enum refuses"))]
-            cases.append(pytest.param(record, name, id=f"{record}.{name}", marks=marks))
+            cases.append(pytest.param(record, name, id=f"{record}.{name}"))
     return cases
 
 

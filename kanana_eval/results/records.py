@@ -169,10 +169,13 @@ class ModelRecord(_Record):
     readme_rows: list[str] = Field(default_factory=list)
 
 
+DataSource = Literal["hub", "mirror", "release", "download", "hub+download"]
+
+
 class DataRecord(_Record):
     """Where a benchmark's items came from, and the fingerprint `compare` checks."""
 
-    source: str
+    source: DataSource
     dataset_id: str
     path: str | None = None
     fingerprint: str
