@@ -22,8 +22,8 @@ export KANANA_SHARED_DATA
 comma       := ,
 OUT         ?= results
 REPORT_DIR  ?= reports/out
-# The embedded default is a limited smoke run: 20 items per README column, on the benchmarks
-# whose data ships offline (KMMLU, HAE-RAE and MBPP are hub-only).
+# The embedded default is a limited smoke run: 5 items per README column (--limit 5), on the
+# benchmarks whose data ships offline (KMMLU, HAE-RAE and MBPP are hub-only).
 SHARED_BENCH := $(if $(KANANA_SHARED_DATA),$(comma)ifeval$(comma)humaneval_plus$(comma)math,)
 SMOKE_BENCH ?= mmlu@base,humaneval@base,gsm8k@base,gsm8k@instruct,mmlu_cot$(SHARED_BENCH)
 # The mirror is rebuilt when the shared data folder appears or moves (its stamp names it).

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from model_threads import one_thread
+from openai_judge_server import JudgeServer
+from tiny_llama import build_tiny_llama
+from varied_llama import build_varied_llama
+
+from kanana_eval.data.mirror.build import build_mirror
+from kanana_eval.tasks.catalog import data_plans, fixtures
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -32,8 +40,6 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama folder, built once per test session."""
-    from tiny_llama import build_tiny_llama
-
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
@@ -44,11 +50,6 @@ def build_offline_mirror(out: Path) -> Path:
     benchmark folder declares is copied from tests/fixtures to its place in the mirror (KMMLU,
     HAE-RAE, MBPP and MATH-500 in hub layout, MBPP+ as evalplus' release file).
     """
-    import shutil
-
-    from kanana_eval.data.mirror.build import build_mirror
-    from kanana_eval.tasks.catalog import data_plans, fixtures
-
     build_mirror(out, data_plans())
     for fixture in fixtures():
         committed, target = FIXTURES / fixture.committed, out / fixture.mirror_relpath
@@ -62,7 +63,7 @@ def build_offline_mirror(out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def offline_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline data as a hub-layout mirror, plus the schema-exact fixtures of what is missing."""
+    """The offline data as a hub-layout mirror, plus schema-exact fixtures of what is missing."""
     return build_offline_mirror(tmp_path_factory.mktemp("mirror"))
 
 
@@ -74,23 +75,20 @@ def judge_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
 def judge_server(judge_env: None):  # noqa: ANN201 - yields the test server object
     """A real OpenAI-compatible judge server on 127.0.0.1 (tests/openai_judge_server.py)."""
-    from openai_judge_server import JudgeServer
-
     with JudgeServer() as server:
         yield server
 
 
 @pytest.fixture
 def single_thread():  # noqa: ANN201 - yields nothing; one torch thread for the test
-    from model_threads import one_thread
-
     with one_thread():
         yield
 
@@ -98,6 +96,4 @@ def single_thread():  # noqa: ANN201 - yields nothing; one torch thread for the 
 @pytest.fixture(scope="session")
 def varied_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny_llama with untied, wide random weights: output that depends on the context."""
-    from varied_llama import build_varied_llama
-
     return build_varied_llama(tiny_llama, tmp_path_factory.mktemp("varied-llama"))

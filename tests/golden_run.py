@@ -26,6 +26,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from conftest import build_offline_mirror
+from openai_judge_server import JudgeServer
+
+from kanana_eval.cli.main import main as kanana_eval_main
+
 HERE = Path(__file__).resolve().parent
 GOLDEN_DIR = HERE / "golden" / "smollm2-limit2"
 
@@ -79,9 +84,10 @@ def normalised_files(run_dir: Path, roots: list[str]) -> dict[str, str]:
             continue
         rel = path.relative_to(run_dir).as_posix()
         if path.suffix == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-            text = "".join(json.dumps(_normalise(r, roots), ensure_ascii=False, sort_keys=True) + "\n"
-                           for r in rows)
+            rows = [json.loads(line)
+                    for line in path.read_text(encoding="utf-8").splitlines() if line]
+            text = "".join(json.dumps(_normalise(r, roots), ensure_ascii=False, sort_keys=True)
+                           + "\n" for r in rows)
         else:
             text = json.dumps(_normalise(json.loads(path.read_text(encoding="utf-8")), roots),
                               ensure_ascii=False, sort_keys=True, indent=1) + "\n"
@@ -91,28 +97,21 @@ def normalised_files(run_dir: Path, roots: list[str]) -> dict[str, str]:
 
 def build_test_mirror(out: Path) -> Path:
     """The offline mirror plus the schema-exact fixtures, as the test suite's `offline_mirror`."""
-    sys.path.insert(0, str(HERE))
-    from conftest import build_offline_mirror  # noqa: PLC0415 - test support, loaded on demand
-
     return build_offline_mirror(out)
 
 
 def make_golden_run(work: Path) -> Path:
     """Run the golden command in `work` (own cache, local judge); return the run folder."""
-    sys.path.insert(0, str(HERE))
-    from openai_judge_server import JudgeServer  # noqa: PLC0415 - test support
-
-    from kanana_eval.cli.main import main  # noqa: PLC0415 - the package under test, after sys.path
-
     os.environ["KANANA_EVAL_CACHE"] = str(work / "cache")
     os.environ["OPENAI_API_KEY"] = "sk-test-dummy"
     mirror = build_test_mirror(work / "mirror")
     out = work / "results"
     with JudgeServer() as server:
-        code = main(golden_args(mirror, out, server.url))
+        code = kanana_eval_main(golden_args(mirror, out, server.url))
     if code != 0:
         raise SystemExit(f"golden run failed with exit code {code}")
-    (run_dir,) = [p for p in (out / "smollm2-135m-instruct").iterdir() if not p.name.startswith(".")]
+    (run_dir,) = [p for p in (out / "smollm2-135m-instruct").iterdir()
+                  if not p.name.startswith(".")]
     return run_dir
 
 

@@ -25,8 +25,8 @@ class JsonHandler(BaseHTTPRequestHandler):
         try:
             reply = self.server.app.handle(method, self.path, headers, body)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a server bug is still answered, as a 500
-            reply = (500, {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error",
-                                     "param": None, "code": 500}})
+            reply = (500, {"error": {"message": f"{type(exc).__name__}: {exc}",
+                                     "type": "server_error", "param": None, "code": 500}})
         status, payload, extra = reply if len(reply) == 3 else (*reply, {})
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -51,7 +51,7 @@ class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up mid-reply (a timeout, a cancelled request) is not a server error."""
+        """A client that gave up mid-reply (a timeout, a cancelled request): no server error."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
@@ -59,7 +59,8 @@ class QuietServer(ThreadingHTTPServer):
 class LocalServer:
     """`app` served on 127.0.0.1 from a daemon thread; use as a context manager."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "test-server") -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
+                 name: str = "test-server") -> None:
         self.app = app
         self.httpd = QuietServer((host, port), JsonHandler)
         self.httpd.app = app  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    import torch
+    import torch  # noqa: PLC0415 - heavy: conftest imports this module in every session
 
     saved = torch.get_num_threads()
     torch.set_num_threads(1)

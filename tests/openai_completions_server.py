@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from json_http_server import LocalServer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -45,12 +47,9 @@ def _error(status: int, message: str) -> Reply:
 
 
 class CompletionsApp:
-    """Completions from one causal LM; one request computes at a time (torch is not re-entrant here)."""
+    """Completions from one causal LM, one request at a time (torch is not re-entrant here)."""
 
     def __init__(self, folder: Path, name: str, max_model_len: int | None = None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.name = name
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
@@ -103,9 +102,10 @@ class CompletionsApp:
         prompts = self._prompts(p.get("prompt"))
         for ids, _ in prompts:
             if len(ids) + max_tokens > self.max_model_len:
-                raise RequestError(400, f"This model's maximum context length is {self.max_model_len} "
-                                        f"tokens. However, you requested {len(ids) + max_tokens} tokens "
-                                        f"({len(ids)} in the prompt, {max_tokens} for the completion).")
+                raise RequestError(
+                    400, f"This model's maximum context length is {self.max_model_len} "
+                         f"tokens. However, you requested {len(ids) + max_tokens} tokens "
+                         f"({len(ids)} in the prompt, {max_tokens} for the completion).")
         with self._lock:
             self._count += 1
             choices = [self._complete(i, ids, text, max_tokens, stop, echo, k)
@@ -120,21 +120,25 @@ class CompletionsApp:
 
     def _prompts(self, prompt: Any) -> list[tuple[list[int], str]]:
         """Text, token ids, or a batch of either, as (token ids, prompt text) pairs."""
-        if isinstance(prompt, str) or (isinstance(prompt, list) and prompt and isinstance(prompt[0], int)):
+        if isinstance(prompt, str) or (isinstance(prompt, list) and prompt
+                                       and isinstance(prompt[0], int)):
             batch: list[Any] = [prompt]
         elif isinstance(prompt, list) and prompt:
             batch = prompt
         else:
-            raise RequestError(400, "prompt must be a string, token ids, or a non-empty list of them")
+            raise RequestError(
+                400, "prompt must be a string, token ids, or a non-empty list of them")
         out: list[tuple[list[int], str]] = []
         for one in batch:
             if isinstance(one, str):
                 ids = self.tokenizer(one, add_special_tokens=True).input_ids
                 text = one
-            elif isinstance(one, list) and all(isinstance(t, int) and 0 <= t < len(self.tokenizer) for t in one):
+            elif isinstance(one, list) and all(isinstance(t, int) and 0 <= t < len(self.tokenizer)
+                                               for t in one):
                 ids, text = list(one), self.tokenizer.decode(one)
             else:
-                raise RequestError(400, "every prompt must be a string or a list of valid token ids")
+                raise RequestError(
+                    400, "every prompt must be a string or a list of valid token ids")
             if not ids:
                 raise RequestError(400, "a prompt must have at least one token")
             out.append((ids, text))
@@ -145,19 +149,16 @@ class CompletionsApp:
 
     def _top(self, row: Any, k: int, actual: int) -> dict[str, float]:
         """Top-k alternatives of one position plus the actual token (vLLM returns both)."""
-        import torch
-
         values, ids = torch.topk(row, k)
         top: dict[str, float] = {}
-        for t, v in [*zip(ids.tolist(), values.tolist(), strict=True), (actual, float(row[actual]))]:
+        for t, v in [*zip(ids.tolist(), values.tolist(), strict=True),
+                     (actual, float(row[actual]))]:
             key = self._token(t)
             top[key] = max(v, top.get(key, v))
         return top
 
     def _complete(self, index: int, ids: list[int], text: str, max_tokens: int,
                   stop: Sequence[str], echo: bool, k: int | None) -> dict[str, Any]:
-        import torch
-
         tokens: list[int] = []
         token_logprobs: list[float | None] = []
         top_logprobs: list[dict[str, float] | None] = []
@@ -190,7 +191,8 @@ class CompletionsApp:
                     out = self.model(torch.tensor([[tok]]), cache=past, use_cache=True)
                     past, row = out.cache, torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         choice: dict[str, Any] = {"index": index, "text": (text if echo else "") + completion,
-                                  "logprobs": None, "finish_reason": finish, "_generated": len(generated)}
+                                  "logprobs": None, "finish_reason": finish,
+                                  "_generated": len(generated)}
         if k is not None:
             offsets, at = [], 0
             for t in tokens:
@@ -205,7 +207,8 @@ class CompletionsApp:
 class FailingApp:
     """Answers every request with `status`, optionally except `GET /v1/models` (listing `name`)."""
 
-    def __init__(self, status: int = 500, models_ok: bool = False, name: str = "failing/model") -> None:
+    def __init__(self, status: int = 500, models_ok: bool = False,
+                 name: str = "failing/model") -> None:
         self.status, self.models_ok, self.name = status, models_ok, name
         self.requests = 0
         self._lock = threading.Lock()
@@ -221,7 +224,8 @@ class FailingApp:
 class CompletionsServer(LocalServer):
     """`app` served over HTTP on 127.0.0.1 from a daemon thread; use as a context manager."""
 
-    def __init__(self, app: CompletionsApp | FailingApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: CompletionsApp | FailingApp, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
         super().__init__(app, host, port, name="openai-test-server")
 
 
@@ -234,8 +238,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     app = CompletionsApp(args.model_dir, args.name or args.model_dir.name, args.max_model_len)
     server = CompletionsServer(app, port=args.port)

@@ -40,9 +40,9 @@ JUDGE_MODEL = "gpt-4o-2024-08-06"
 UNPARSABLE_TEXT = "The assistant's answer is hard to judge; I decline to give a score."
 
 # Knobs that `configure` / `POST /control` may change (constructor arguments of the same name).
-KNOBS = ("model", "rating_fn", "fail_first", "fail_status", "fail_marker", "always_fail", "retry_after_s",
-         "require_key", "slow_s", "slow_first", "slow_marker", "unparsable_marker",
-         "unparsable_first")
+KNOBS = ("model", "rating_fn", "fail_first", "fail_status", "fail_marker", "always_fail",
+         "retry_after_s", "require_key", "slow_s", "slow_first", "slow_marker",
+         "unparsable_marker", "unparsable_first")
 
 
 def user_text(messages: Messages) -> str:
@@ -107,7 +107,7 @@ class JudgeApp:
 
     # ------------------------------------------------------------------ configuration
     def configure(self, **knobs: Any) -> None:
-        """Change fault knobs (names as in the constructor); `rating_fn=None` restores the default."""
+        """Change fault knobs (constructor names); `rating_fn=None` restores the default."""
         unknown = set(knobs) - set(KNOBS)
         if unknown:
             raise ValueError(f"unknown judge server knobs: {sorted(unknown)}")
@@ -130,7 +130,7 @@ class JudgeApp:
             self._models_requests = 0
 
     def stats(self) -> dict[str, Any]:
-        """Counts so far: requests, per status, max concurrent, per user message, sampling params."""
+        """Counts so far: requests per status, max concurrent, per user message, sampling params."""
         with self._lock:
             return {
                 "requests": self._seq,
@@ -149,8 +149,9 @@ class JudgeApp:
         if method == "GET" and path == "/v1/models":
             with self._lock:
                 self._models_requests += 1
-            return 200, {"object": "list", "data": [{"id": self.model, "object": "model",
-                                                     "created": 0, "owned_by": "kanana-eval-tests"}]}, {}
+            listing = [{"id": self.model, "object": "model", "created": 0,
+                        "owned_by": "kanana-eval-tests"}]
+            return 200, {"object": "list", "data": listing}, {}
         if path == "/control":
             return self._control(method, body)
         if method == "POST" and path == "/v1/chat/completions":
@@ -204,7 +205,8 @@ class JudgeApp:
                 isinstance(m, dict) and "role" in m for m in messages):
             return _error(400, "messages must be a non-empty list of {role, content} objects")
         with self._lock:
-            self._params[(p.get("model"), p.get("temperature"), p.get("max_tokens"), p.get("n"))] += 1
+            self._params[(p.get("model"), p.get("temperature"), p.get("max_tokens"),
+                          p.get("n"))] += 1
         everything = _all_text(messages)
         if self.slow_s > 0 and self._is_slow(number, everything):
             self.stopping.wait(self.slow_s)
@@ -287,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail-first", type=int, default=0, help="fail the first N requests")
     parser.add_argument("--fail-status", type=int, default=500)
     parser.add_argument("--fail-marker", default=None, help="always fail requests containing it")
-    parser.add_argument("--always-fail", type=int, default=None, help="answer every request with it")
+    parser.add_argument("--always-fail", type=int, default=None,
+                        help="answer every request with it")
     parser.add_argument("--retry-after-s", type=float, default=0.0)
     parser.add_argument("--require-key", default=None, help="401 unless `Bearer KEY` is sent")
     parser.add_argument("--slow-s", type=float, default=0.0)

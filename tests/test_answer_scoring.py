@@ -2,8 +2,8 @@
 
 Same method as test_scorers_gold_and_empty.py: an oracle LM answers from the dataset itself,
 through lm-eval's task configs with our overrides, lm-eval's request building, and our item
-builders (kanana_eval.answer_scoring). Data: the offline mirror with the hub fixtures (KMMLU,
-MATH-500); MATH needs KANANA_SHARED_DATA.
+builders (kanana_eval.scoring.answer_scorers). Data: the offline mirror with the hub fixtures
+(KMMLU, MATH-500); MATH needs KANANA_SHARED_DATA.
 """
 
 from __future__ import annotations

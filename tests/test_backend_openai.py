@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from openai_completions_server import CompletionsServer, FailingApp
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from kanana_eval.cli.main import main
 from kanana_eval.core.errors import EngineError
@@ -74,8 +76,6 @@ def _post(url: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def reference(tiny_llama: Path) -> tuple[Any, Any]:
     """The same weights loaded here, to check the server's arithmetic against."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     return (AutoModelForCausalLM.from_pretrained(tiny_llama).eval(),
             AutoTokenizer.from_pretrained(tiny_llama))
 
@@ -88,8 +88,6 @@ def test_models_lists_the_served_name_and_context(server_url):
 
 
 def test_echo_logprobs_are_the_models_prompt_logprobs(server_url, reference):
-    import torch
-
     model, tok = reference
     ids = tok("Question: Janet's ducks lay 16 eggs.\nAnswer: #### 18").input_ids
     status, body = _post(server_url, {"model": SERVED, "prompt": [ids], "echo": True, "logprobs": 1,
@@ -103,17 +101,17 @@ def test_echo_logprobs_are_the_models_prompt_logprobs(server_url, reference):
     expected = [float(logp[i - 1, ids[i]]) for i in range(1, len(ids))]
     assert lp["token_logprobs"][1:len(ids)] == pytest.approx(expected, abs=1e-5)
     for i in range(1, len(ids) + 1):  # lm-eval's is_greedy: token logprob == best alternative
-        assert max(lp["top_logprobs"][i].values()) == pytest.approx(float(logp[i - 1].max()), abs=1e-5)
+        best = max(lp["top_logprobs"][i].values())
+        assert best == pytest.approx(float(logp[i - 1].max()), abs=1e-5)
         is_argmax = i < len(ids) and int(logp[i - 1].argmax()) == ids[i]
-        assert (lp["token_logprobs"][i] == max(lp["top_logprobs"][i].values())) == (is_argmax or i == len(ids))
+        assert (lp["token_logprobs"][i] == best) == (is_argmax or i == len(ids))
     assert lp["tokens"][len(ids)] == tok.decode([int(logp[-1].argmax())])
 
 
 def test_generation_is_greedy_and_cut_at_the_first_stop_string(server_url, reference):
-    import torch
-
     model, tok = reference
-    cases = [("def add(a, b):", []), ("0123456789", ["789", "345"]), ("대한민국의 수도는", ["도는 수"])]
+    cases = [("def add(a, b):", []), ("0123456789", ["789", "345"]),
+             ("대한민국의 수도는", ["도는 수"])]
     for prompt, stops in cases:
         ids = tok(prompt).input_ids
         with torch.no_grad():
@@ -127,7 +125,8 @@ def test_generation_is_greedy_and_cut_at_the_first_stop_string(server_url, refer
             assert choice["text"] == greedy and choice["finish_reason"] == "length"
             assert body["usage"]["completion_tokens"] == 24
         else:  # cut at the earliest occurrence of any stop string, whatever its place in the list
-            assert all(stop in greedy for stop in stops), "the greedy output must hold the stop strings"
+            assert all(stop in greedy for stop in stops), (
+                "the greedy output must hold the stop strings")
             cut = min(greedy.index(stop) for stop in stops)
             assert choice["text"] == greedy[:cut] and choice["finish_reason"] == "stop"
 
@@ -135,7 +134,8 @@ def test_generation_is_greedy_and_cut_at_the_first_stop_string(server_url, refer
 @pytest.mark.parametrize("payload,status,message", [
     ({"model": "other/model", "prompt": "a", "temperature": 0}, 404, "does not exist"),
     ({"model": SERVED, "prompt": "a", "temperature": 0.7}, 400, "only greedy"),
-    ({"model": SERVED, "prompt": "a", "temperature": 0, "max_tokens": CONTEXT}, 400, "maximum context length"),
+    ({"model": SERVED, "prompt": "a", "temperature": 0, "max_tokens": CONTEXT}, 400,
+     "maximum context length"),
     ({"model": SERVED, "prompt": [], "temperature": 0}, 400, "prompt must be"),
 ])
 def test_server_refuses_what_it_does_not_serve(server_url, payload, status, message):
@@ -145,7 +145,8 @@ def test_server_refuses_what_it_does_not_serve(server_url, payload, status, mess
 
 # ------------------------------------------------------------------ the engine against it
 def test_engine_takes_the_served_context_and_checks_the_served_name(server_url, tiny_llama):
-    cfg = EngineConfig(backend="openai", model=SERVED, base_url=server_url, tokenizer=str(tiny_llama))
+    cfg = EngineConfig(backend="openai", model=SERVED, base_url=server_url,
+                       tokenizer=str(tiny_llama))
     lm = build_lm(cfg)
     assert lm.base_url == f"{server_url}/completions"
     assert lm.max_length == CONTEXT - 1  # lm-eval keeps one position for the generated token
@@ -161,7 +162,8 @@ def _run_args(model: str, mirror: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def openai_and_hf_runs(server_url, tiny_llama, offline_mirror, tmp_path_factory) -> tuple[Path, Path]:
+def openai_and_hf_runs(server_url, tiny_llama, offline_mirror,
+                       tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("openai-vs-hf")
     assert main(_run_args(SERVED, offline_mirror, out / "openai", "--backend", "openai",
                           "--base-url", server_url, "--tokenizer", str(tiny_llama))) == 0
@@ -176,10 +178,13 @@ def openai_and_hf_runs(server_url, tiny_llama, offline_mirror, tmp_path_factory)
 def test_openai_run_succeeds_and_records_the_endpoint(openai_and_hf_runs, server_url, tiny_llama):
     run_dir, _ = openai_and_hf_runs
     manifest, scores = load_run(run_dir)
-    assert manifest["engine"]["backend"] == "openai" and manifest["engine"]["base_url"] == server_url
-    assert manifest["engine"]["model"] == SERVED and manifest["engine"]["tokenizer"] == str(tiny_llama)
-    assert manifest["model"]["source"] == "endpoint" and server_url in manifest["model"]["fingerprint"]
-    assert [(r["benchmark"], r["n"]) for r in scores["scores"]] == [("mmlu@base", 3), ("gsm8k@base", 3)]
+    engine = manifest["engine"]
+    assert engine["backend"] == "openai" and engine["base_url"] == server_url
+    assert engine["model"] == SERVED and engine["tokenizer"] == str(tiny_llama)
+    assert manifest["model"]["source"] == "endpoint"
+    assert server_url in manifest["model"]["fingerprint"]
+    assert [(r["benchmark"], r["n"]) for r in scores["scores"]] == [("mmlu@base", 3),
+                                                                    ("gsm8k@base", 3)]
 
 
 @pytest.mark.slow
@@ -189,7 +194,8 @@ def test_openai_run_matches_the_hf_run_on_the_same_weights(openai_and_hf_runs):
     hf = read_jsonl(hf_run / "items" / "mmlu@base.jsonl")
     assert [i["item_id"] for i in api] == [i["item_id"] for i in hf] and len(api) == 3
     for a, h in zip(api, hf, strict=True):
-        assert a["prompt"] == h["prompt"] and a["output"] == h["output"] and a["score"] == h["score"]
+        assert (a["prompt"] == h["prompt"] and a["output"] == h["output"]
+                and a["score"] == h["score"])
         assert a["loglikelihoods"] == pytest.approx(h["loglikelihoods"], abs=1e-4)
     api = read_jsonl(openai_run / "items" / "gsm8k@base.jsonl")
     hf = read_jsonl(hf_run / "items" / "gsm8k@base.jsonl")
@@ -209,7 +215,8 @@ def test_failing_endpoint_is_one_line_exit_2_and_no_run_folder(models_ok, messag
     with CompletionsServer(app) as server:
         code = main(["run", "--model", SERVED, "--backend", "openai", "--base-url", server.base_url,
                      "--tokenizer", str(tiny_llama), "--data-dir", str(offline_mirror),
-                     "--benchmarks", "gsm8k", "--limit", "3", "--output-dir", str(out), "--no-cache"])
+                     "--benchmarks", "gsm8k", "--limit", "3", "--output-dir", str(out),
+                     "--no-cache"])
     assert code == 2
     # lm-eval's unfinished progress bar may precede it on the terminal line, so search, not split
     errors = re.findall(r"kanana-eval: [^\r\n]*", capsys.readouterr().err)

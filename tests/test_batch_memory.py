@@ -62,13 +62,16 @@ def test_kv_bytes_per_token_is_keys_and_values_of_every_layer():
 
 
 def test_model_shape_from_configs():
-    from transformers import Gemma3TextConfig, LlamaConfig
+    from transformers import (  # noqa: PLC0415 - heavy: only the two config tests
+        Gemma3TextConfig,
+        LlamaConfig,
+    )
 
-    llama = ModelShape.from_config(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                               num_attention_heads=2, num_key_value_heads=1,
-                                               vocab_size=600))
-    assert llama == ModelShape(layers=2, hidden=32, intermediate=64, heads=2, kv_heads=1, head_dim=16,
-                               vocab=600)
+    llama = ModelShape.from_config(LlamaConfig(hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=2,
+                                               num_key_value_heads=1, vocab_size=600))
+    assert llama == ModelShape(layers=2, hidden=32, intermediate=64, heads=2, kv_heads=1,
+                               head_dim=16, vocab=600)
     gemma = ModelShape.from_config(Gemma3TextConfig(hidden_size=640, num_hidden_layers=18,
                                                     num_attention_heads=4, num_key_value_heads=1,
                                                     head_dim=256, intermediate_size=2048,
@@ -77,7 +80,7 @@ def test_model_shape_from_configs():
 
 
 def test_model_shape_from_the_tiny_llama_folder(tiny_llama):
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # noqa: PLC0415 - heavy: only the two config tests
 
     shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_llama))
     assert (shape.layers, shape.hidden, shape.heads, shape.head_dim) == (2, 32, 2, 16)
@@ -85,8 +88,10 @@ def test_model_shape_from_the_tiny_llama_folder(tiny_llama):
 
 # ----------------------------------------------------------------------------- planner
 def test_planner_fixed_size_wins_over_memory():
-    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", fixed_size=3, free_memory=lambda _d: 0)
-    assert planner.choose("loglikelihood", cached_tokens=10**6, new_tokens=10**6, kept_logits=10) == 3
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", fixed_size=3,
+                           free_memory=lambda _d: 0)
+    assert planner.choose("loglikelihood", cached_tokens=10**6, new_tokens=10**6,
+                          kept_logits=10) == 3
     assert planner.describe() == {"mode": "fixed", "fixed_size": 3, "cap": CPU_MAX_BATCH,
                                   "safety": 0.5, "chosen": {}}
 
@@ -99,7 +104,8 @@ def test_planner_memory_mode_with_tiny_free_memory_gives_one():
 
 def test_planner_memory_mode_with_plenty_is_capped():
     planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: 1 << 50)
-    assert planner.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4) == CPU_MAX_BATCH
+    assert planner.choose("loglikelihood", cached_tokens=500, new_tokens=100,
+                          kept_logits=4) == CPU_MAX_BATCH
     capped = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", cap=5, free_memory=lambda _d: 1 << 50)
     assert capped.choose("loglikelihood", cached_tokens=500, new_tokens=100, kept_logits=4) == 5
     assert capped.describe()["cap"] == 5
@@ -131,7 +137,8 @@ def test_planner_asks_for_the_memory_of_its_device():
     seen: list[str] = []
     planner = BatchPlanner(SMOL, dtype_bytes=2, device="cuda:1",
                            free_memory=lambda d: seen.append(d) or 1 << 40)
-    assert planner.choose("loglikelihood", cached_tokens=0, new_tokens=10, kept_logits=1) <= GPU_MAX_BATCH
+    assert planner.choose("loglikelihood", cached_tokens=0, new_tokens=10,
+                          kept_logits=1) <= GPU_MAX_BATCH
     assert seen == ["cuda:1"] and planner.describe()["cap"] == GPU_MAX_BATCH
 
 
@@ -186,7 +193,8 @@ def test_cgroup_v2_tightest_level_of_the_own_path_wins(tmp_path):
 def test_cgroup_v1_memory_controller(tmp_path):
     root = tmp_path / "cgroup"
     proc = _proc(tmp_path, "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n")
-    _write(root / "memory", memory__limit_in_bytes="9223372036854771712", memory__usage_in_bytes="7")
+    _write(root / "memory", memory__limit_in_bytes="9223372036854771712",
+           memory__usage_in_bytes="7")
     _write(root / "memory" / "docker" / "abc", memory__limit_in_bytes="8000000",
            memory__usage_in_bytes="3000000")
     assert cgroup_available(root, proc) == 5_000_000
@@ -207,7 +215,8 @@ def test_cgroup_missing_or_garbage_is_no_limit(tmp_path):
 def test_available_bytes_takes_the_cgroup_limit(tmp_path):
     root = tmp_path / "cgroup"
     _write(root, memory__max="300000", memory__current="100000")
-    assert available_bytes("cpu", cgroup_root=root, proc_cgroup=_proc(tmp_path, "0::/\n")) == 200_000
+    assert available_bytes("cpu", cgroup_root=root,
+                           proc_cgroup=_proc(tmp_path, "0::/\n")) == 200_000
     unlimited = tmp_path / "none"
     host = available_bytes("cpu", cgroup_root=unlimited, proc_cgroup=_proc(tmp_path, "0::/\n"))
     assert host > 200_000

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
 from model_threads import one_thread
+from transformers import AutoTokenizer, GenerationConfig
+
+from kanana_eval.data.offline_models import ensure_hf_folder
+from kanana_eval.engine.batched_generation import Sampling, unsupported_config_fields
+from kanana_eval.engine.hf_fast import FastHFLM
+from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
 
 # lm-eval's humaneval.yaml generation_kwargs (max_gen_toks lowered to keep the test short).
 HUMANEVAL_UNTIL = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -38,20 +46,14 @@ PROMPTS = [
 
 
 def _hflm(folder: Path, batch_size: int | str = 1) -> Any:
-    from lm_eval.models.huggingface import HFLM
-
     return HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=batch_size)
 
 
 def _fast(folder: Path, batch_size: int | str) -> Any:
-    from kanana_eval.engine.hf_fast import FastHFLM
-
     return FastHFLM(str(folder), dtype="float32", device="cpu", batch_size=batch_size)
 
 
 def _requests(args: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    from lm_eval.api.instance import Instance
-
     return [Instance("generate_until", {}, (context, dict(kwargs)), i)
             for i, (context, kwargs) in enumerate(args)]
 
@@ -84,7 +86,8 @@ def _mixed_call(free: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
             args.append((prompt, {"until": [stop], "max_gen_toks": 16, "do_sample": False,
                                   "repetition_penalty": 1.0}))
     # greedy spelled with a warper setting greedy ignores: the same batch as the others
-    args.append((PROMPTS[5], {"until": ["@@never@@"], "max_gen_toks": 12, "do_sample": False, "top_k": 40}))
+    args.append((PROMPTS[5], {"until": ["@@never@@"], "max_gen_toks": 12, "do_sample": False,
+                              "top_k": 40}))
     # sampling that can only pick the argmax (top-k 1): the sampling path, deterministic
     args.append((PROMPTS[6], {"until": ["@@never@@"], "max_gen_toks": 12, "do_sample": True,
                               "temperature": 0.7, "top_k": 1}))
@@ -108,7 +111,8 @@ def _reference(mixed: dict[str, Reference], name: str, folder: Path) -> Referenc
     if name not in mixed:
         with one_thread():
             hflm = _hflm(folder)
-            texts = hflm.generate_until(_requests([(p, {"until": [], "max_gen_toks": 40}) for p in PROMPTS]))
+            texts = hflm.generate_until(
+                _requests([(p, {"until": [], "max_gen_toks": 40}) for p in PROMPTS]))
             free = dict(zip(PROMPTS, texts, strict=True))
             requests = _requests(_mixed_call(free))
             mixed[name] = (requests, hflm.generate_until(requests), free)
@@ -117,7 +121,8 @@ def _reference(mixed: dict[str, Reference], name: str, folder: Path) -> Referenc
 
 @pytest.mark.parametrize("model", ["tiny_llama", "varied_llama"])
 @pytest.mark.parametrize("batch_size", [4, "auto"])
-def test_batched_generation_matches_hflm_batch_one(request, mixed, single_thread, model, batch_size):
+def test_batched_generation_matches_hflm_batch_one(request, mixed, single_thread, model,
+                                                   batch_size):
     folder = request.getfixturevalue(model)
     requests, expected, _ = _reference(mixed, model, folder)
     lm = _fast(folder, batch_size)
@@ -127,7 +132,8 @@ def test_batched_generation_matches_hflm_batch_one(request, mixed, single_thread
     assert record["delegated_to_lm_eval"] == {"generate_until_plain": 1}
     generation = record["generation"]
     assert generation["rows_padded_together"] is True and generation["max_active"] > 1
-    assert generation["prompts"] == len(requests) - sum("repetition_penalty" in r.args[1] for r in requests)
+    assert generation["prompts"] == len(requests) - sum("repetition_penalty" in r.args[1]
+                                                        for r in requests)
     assert record["batching"]["mode"] == ("fixed" if batch_size == 4 else "memory")
     if batch_size == "auto":
         assert record["batching"]["chosen"]["generate_until"]["decisions"] >= 1
@@ -167,16 +173,16 @@ def test_a_row_ending_with_eos(varied_llama, single_thread):
     stats = lm.speed_record()["generation"]
     # one row ended with EOS (its 28th token); the other five ran to the 40-token limit
     assert stats["decoded_tokens"] + stats["prompts"] == 5 * 40 + 28, (
-        "varied_llama no longer ends the Janet prompt with EOS: pick another seed in varied_llama.py")
+        "varied_llama no longer ends the Janet prompt with EOS: "
+        "pick another seed in varied_llama.py")
 
 
 def test_eos_from_a_generation_config_list(varied_llama, tmp_path, single_thread):
     """generation_config may list several EOS ids (Llama 3 does): any of them ends a row."""
-    from transformers import AutoTokenizer
-
     folder = tmp_path / "multi-eos"
     shutil.copytree(varied_llama, folder)
-    free = _hflm(varied_llama).generate_until(_requests([(PROMPTS[4], {"until": [], "max_gen_toks": 12})]))[0]
+    free = _hflm(varied_llama).generate_until(
+        _requests([(PROMPTS[4], {"until": [], "max_gen_toks": 12})]))[0]
     tokens = AutoTokenizer.from_pretrained(folder).encode(free, add_special_tokens=False)
     config_path = folder / "generation_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
@@ -190,15 +196,11 @@ def test_eos_from_a_generation_config_list(varied_llama, tmp_path, single_thread
 
 # ----------------------------------------------------------------------------- real models (slow)
 def _humaneval_prompts(shared_data_dir: Path, n: int) -> list[str]:
-    from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
-
     return [row["prompt"] for row in read_humaneval_plus()[:n]]
 
 
 @pytest.mark.slow
 def test_smollm2_humaneval_batched_matches_batch_one(shared_data_dir, single_thread):
-    from kanana_eval.data.offline_models import ensure_hf_folder
-
     folder = ensure_hf_folder("smollm2-135m-instruct")
     kwargs = {"until": HUMANEVAL_UNTIL, "max_gen_toks": 128, "do_sample": False}
     requests = _requests([(p, kwargs) for p in _humaneval_prompts(shared_data_dir, 8)])
@@ -214,13 +216,12 @@ def test_smollm2_humaneval_batched_matches_batch_one(shared_data_dir, single_thr
     assert record["delegated_to_lm_eval"] == {}
     assert record["generation"]["rows_padded_together"] is True
     assert record["generation"]["max_active"] > 1
-    print(f"smollm2 humaneval x{len(requests)}: HFLM batch 1 {plain_s:.1f}s, ours auto {ours_s:.1f}s")
+    print(f"smollm2 humaneval x{len(requests)}: HFLM batch 1 {plain_s:.1f}s, "
+          f"ours auto {ours_s:.1f}s")
 
 
 @pytest.mark.slow
 def test_gemma_sliding_window_decodes_one_row_at_a_time(shared_data_dir, single_thread):
-    from kanana_eval.data.offline_models import ensure_hf_folder
-
     folder = ensure_hf_folder("gemma-3-270m")
     prompts = _humaneval_prompts(shared_data_dir, 6)
     # one prompt past Gemma-3-270m's 512-token sliding window, so the window really slides
@@ -246,17 +247,11 @@ def test_gemma_sliding_window_decodes_one_row_at_a_time(shared_data_dir, single_
 
 # ----------------------------------------------------------------------------- units
 def test_every_greedy_request_samples_alike():
-    from kanana_eval.engine.batched_generation import Sampling
-
     assert Sampling.from_kwargs({"do_sample": False, "top_k": 40, "top_p": 0.5}, None) == Sampling()
     assert Sampling.from_kwargs({}, None) == Sampling()
 
 
 def test_sampling_takes_the_request_then_the_model_config_then_hf_defaults():
-    from transformers import GenerationConfig
-
-    from kanana_eval.engine.batched_generation import Sampling
-
     config = GenerationConfig(top_p=0.9, temperature=0.6)
     sampling = Sampling.from_kwargs({"do_sample": True, "temperature": 0.5}, config)
     assert sampling == Sampling(do_sample=True, temperature=0.5, top_k=50, top_p=0.9, min_p=None)
@@ -266,14 +261,12 @@ def test_sampling_takes_the_request_then_the_model_config_then_hf_defaults():
 
 
 def test_generation_config_fields_the_loop_cannot_reproduce():
-    from transformers import GenerationConfig
-
-    from kanana_eval.engine.batched_generation import unsupported_config_fields
-
     assert unsupported_config_fields(None) == []
     assert unsupported_config_fields(GenerationConfig(eos_token_id=[1, 2], pad_token_id=0)) == []
-    assert unsupported_config_fields(GenerationConfig(repetition_penalty=1.3)) == ["repetition_penalty"]
-    assert unsupported_config_fields(GenerationConfig(no_repeat_ngram_size=3)) == ["no_repeat_ngram_size"]
+    assert unsupported_config_fields(GenerationConfig(repetition_penalty=1.3)) == [
+        "repetition_penalty"]
+    assert unsupported_config_fields(GenerationConfig(no_repeat_ngram_size=3)) == [
+        "no_repeat_ngram_size"]
 
 
 def test_a_model_config_penalty_sends_generation_to_lm_eval(varied_llama, tmp_path, single_thread):

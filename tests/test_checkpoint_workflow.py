@@ -33,7 +33,7 @@ def _scripts(job: dict) -> list[str]:
 
 
 def _commands(job: dict, program: str, subcommand: str | None = None) -> list[list[str]]:
-    """Every shell command line running `program` [subcommand], split into words (variables kept)."""
+    """Every shell command running `program` [subcommand], split into words (variables kept)."""
     found = []
     for script in _scripts(job):
         for line in script.replace("\\\n", " ").splitlines():
@@ -59,7 +59,8 @@ def test_it_is_started_with_a_checkpoint_path_and_runs_on_a_self_hosted_gpu_runn
     inputs = triggers["workflow_dispatch"]["inputs"]
     assert inputs["checkpoint"]["required"] is True
     assert {"self-hosted", "gpu"} <= set(job["runs-on"])
-    assert "${{ inputs.checkpoint }}" in job["env"]["CHECKPOINT"]  # inputs reach scripts via env only
+    # inputs reach scripts via env only
+    assert "${{ inputs.checkpoint }}" in job["env"]["CHECKPOINT"]
     assert all("${{ inputs." not in script for script in _scripts(job))
 
 
@@ -90,8 +91,8 @@ def _compare_parser() -> argparse.ArgumentParser:
 def test_the_compare_step_uses_real_flags_and_writes_every_output(workflow, job):
     (words,) = _commands(job, "kanana-eval", "compare")
     extra = words.index("$COMPARE_ARGS")  # the input, word-split: empty by default, or e.g. ...
-    example = shlex.split(workflow["on" if "on" in workflow else True]["workflow_dispatch"]["inputs"]
-                          ["compare_args"]["description"].split("e.g.")[1])
+    inputs = workflow["on" if "on" in workflow else True]["workflow_dispatch"]["inputs"]
+    example = shlex.split(inputs["compare_args"]["description"].split("e.g.")[1])
     for value in ([], example):
         args = _compare_parser().parse_args([*words[1:extra], *value, *words[extra + 1:]])
     assert args.command == "compare"

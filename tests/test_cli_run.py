@@ -35,7 +35,8 @@ def test_run_writes_schema_valid_results(tiny_run):
     _, _, run_dir = tiny_run
     manifest, scores = load_run(run_dir)  # validates both against schema v1
     assert scores["smoke"] is True and scores["limit"] == 4
-    assert [r["benchmark"] for r in scores["scores"]] == ["mmlu@base", "humaneval@base", "gsm8k@base"]
+    assert [r["benchmark"] for r in scores["scores"]] == ["mmlu@base", "humaneval@base",
+                                                          "gsm8k@base"]
     for row in scores["scores"]:
         items = read_jsonl(run_dir / "items" / f"{row['benchmark']}.jsonl", kind="item")
         assert len(items) == row["n"] == 4
@@ -66,15 +67,18 @@ def test_rerun_repeats_the_run_from_its_manifest_with_equal_scores(tiny_run, tmp
 
 @pytest.mark.parametrize("argv,message", [
     (["run", "--model", "no-such-model-xyz"], "unknown model 'no-such-model-xyz'"),
-    (["run", "--model", "smollm2-135m-instruct", "--benchmarks", "mmlu,bogus"], "unknown benchmark(s) bogus"),
+    (["run", "--model", "smollm2-135m-instruct", "--benchmarks", "mmlu,bogus"],
+     "unknown benchmark(s) bogus"),
     # an instruct checkpoint runs the instruct protocol; offline its hub data cannot be fetched
     (["run", "--model", "kanana-1.5-8b-instruct-2505", "--benchmarks", "ifeval"],
      "cannot load dataset google/IFEval"),
     (["run", "--model", "kanana-1.5-8b-instruct-2505", "--benchmarks", "gsm8k@base"],
      "unknown benchmark(s) gsm8k@base"),
-    (["run", "--model", "kanana-1.5-15.7b-a3b-base", "--yarn"], "does not take the YaRN 128K override"),
+    (["run", "--model", "kanana-1.5-15.7b-a3b-base", "--yarn"],
+     "does not take the YaRN 128K override"),
     # the hub path, offline: the dataset cannot be fetched
-    (["run", "--model", "kanana-1.5-8b-base", "--benchmarks", "gsm8k"], "cannot load dataset openai/gsm8k"),
+    (["run", "--model", "kanana-1.5-8b-base", "--benchmarks", "gsm8k"],
+     "cannot load dataset openai/gsm8k"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -82,7 +86,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert message in err and "\n" not in err and err.startswith("kanana-eval: error:")
 
 
-def test_missing_data_and_unreachable_endpoint_leave_results_untouched(tiny_run, tiny_llama, tmp_path, capsys):
+def test_missing_data_and_unreachable_endpoint_leave_results_untouched(tiny_run, tiny_llama,
+                                                                        tmp_path, capsys):
     _, out, _ = tiny_run
     before = _tree_digest(out)
     empty_mirror = tmp_path / "empty"
@@ -111,7 +116,8 @@ def test_malformed_manifest_is_refused(tmp_path, capsys):
 def test_listing_commands(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "kanana-1.5-8b-base" in out and "smollm2-135m-instruct" in out and "kanana-1.5-8b ->" in out
+    assert ("kanana-1.5-8b-base" in out and "smollm2-135m-instruct" in out
+            and "kanana-1.5-8b ->" in out)
     assert main(["benchmarks"]) == 0
     out = capsys.readouterr().out
     assert "mbpp@base" in out and "google-research-datasets/mbpp" in out
@@ -119,7 +125,8 @@ def test_listing_commands(capsys):
     assert "math500@instruct" in out and "only when named" in out
 
 
-@pytest.mark.parametrize("flag,value", [("--limit", "-3"), ("--limit", "abc"), ("--batch-size", "0")])
+@pytest.mark.parametrize("flag,value", [("--limit", "-3"), ("--limit", "abc"),
+                                        ("--batch-size", "0")])
 def test_bad_counts_are_refused_by_the_parser(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--model", "smollm2-135m-instruct", flag, value])

@@ -24,13 +24,15 @@ def _tail_by_definition(k: int, n: int) -> float:
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 13, 40, 101])
 def test_binomial_tail_equals_its_definition_for_every_k(n):
     for k in range(-1, n + 2):
-        assert binomial_upper_tail_half(k, n) == pytest.approx(_tail_by_definition(k, n), rel=1e-12, abs=0)
+        assert binomial_upper_tail_half(k, n) == pytest.approx(_tail_by_definition(k, n),
+                                                               rel=1e-12, abs=0)
 
 
 def test_binomial_tail_matches_scipy_for_large_counts():
     stats = pytest.importorskip("scipy.stats")
     for k, n in [(700, 1300), (600, 1300), (18000, 35000), (10, 5000)]:
-        assert binomial_upper_tail_half(k, n) == pytest.approx(stats.binom.sf(k - 1, n, 0.5), rel=1e-9)
+        assert binomial_upper_tail_half(k, n) == pytest.approx(stats.binom.sf(k - 1, n, 0.5),
+                                                               rel=1e-9)
 
 
 def test_mcnemar_counts_only_discordant_items_and_is_one_sided():

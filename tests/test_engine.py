@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import socket
 
 import pytest
 
+import kanana_eval.engine.build as engine
 from kanana_eval.config.registry import load_registry
 from kanana_eval.core.errors import EngineError
 from kanana_eval.engine.build import (
@@ -19,6 +22,7 @@ from kanana_eval.engine.build import (
     vllm_installed,
     vllm_model_args,
 )
+from kanana_eval.engine.hf_fast import FastHFLM
 
 YARN = load_registry().yarn_rope_scaling
 
@@ -57,8 +61,6 @@ def test_hf_args_default_to_memory_batching_and_take_no_prefix_cache():
 
 
 def test_hf_engine_is_the_fast_hflm_and_records_how_it_computes(tiny_llama):
-    from kanana_eval.engine.hf_fast import FastHFLM
-
     lm = build_lm(EngineConfig(backend="hf", model=str(tiny_llama), dtype="float32", device="cpu",
                                prefix_cache=False))
     assert isinstance(lm, FastHFLM)
@@ -90,8 +92,8 @@ def test_vllm_missing_is_a_clear_error():
 
 
 def test_openai_args_and_unreachable_endpoint():
-    assert openai_model_args(EngineConfig(backend="openai", model="m", base_url="http://h:1/v1/"))["base_url"] \
-        == "http://h:1/v1/completions"
+    cfg = EngineConfig(backend="openai", model="m", base_url="http://h:1/v1/")
+    assert openai_model_args(cfg)["base_url"] == "http://h:1/v1/completions"
     with pytest.raises(EngineError, match="needs --base-url"):
         openai_model_args(EngineConfig(backend="openai", model="m"))
     with socket.socket() as s:  # a port nobody listens on
@@ -102,10 +104,7 @@ def test_openai_args_and_unreachable_endpoint():
 
 
 def _lm_eval_vllm_parameters() -> set[str]:
-    """Named parameters of lm-eval's VLLM.__init__, read from its source (vLLM is not installed here)."""
-    import ast
-    import importlib.util
-
+    """Named parameters of lm-eval's VLLM.__init__, read from its source (no vLLM here)."""
     spec = importlib.util.find_spec("lm_eval.models.vllm_causallms")
     assert spec is not None and spec.origin is not None
     tree = ast.parse(open(spec.origin, encoding="utf-8").read())
@@ -120,19 +119,17 @@ def test_vllm_args_are_lm_eval_parameters_or_vllm_engine_arguments():
                        tensor_parallel_size=2, data_parallel_size=2, max_model_len=131072,
                        rope_scaling=YARN)
     named = _lm_eval_vllm_parameters()
-    engine_args = {"enable_prefix_caching", "hf_overrides", "gpu_memory_utilization"}  # vllm EngineArgs
+    # vllm EngineArgs
+    engine_args = {"enable_prefix_caching", "hf_overrides", "gpu_memory_utilization"}
     assert set(vllm_model_args(cfg)) <= named | engine_args
     assert {"tensor_parallel_size", "data_parallel_size", "max_model_len", "seed"} <= named
 
 
 def test_vllm_data_parallel_needs_ray(monkeypatch):
-    import importlib.util
-
-    import kanana_eval.engine.build as engine
-
     real = importlib.util.find_spec
     monkeypatch.setattr(engine, "vllm_installed", lambda: True)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
     engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=1))
     with pytest.raises(EngineError, match="needs Ray"):
         engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=2))

@@ -12,9 +12,14 @@ import os
 import runpy
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
+import evalplus.eval as ev
 import pytest
+from evalplus.eval import query_maximum_memory_bytes
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+from evalplus.gen.util import trusted_exec
 
 from kanana_eval.core.errors import ConfigError, DataUnavailableError, KananaError
 from kanana_eval.data.evalplus_release import dataset_hash, load_problems
@@ -78,7 +83,7 @@ def test_shared_humaneval_plus_release_loads(shared_data_dir):
 
 
 def test_the_override_path_is_restored_after_loading():
-    import evalplus.data.mbpp as mbpp
+    import evalplus.data.mbpp as mbpp  # noqa: PLC0415 - heavy: evalplus.data loads datasets
 
     before = mbpp.MBPP_OVERRIDE_PATH
     load_problems("mbpp", version="v0.2.0", source=FIXTURE)
@@ -106,9 +111,7 @@ def test_malformed_release_file_is_a_one_line_data_error(tmp_path):
 
 def test_offline_without_a_source_is_a_one_line_data_error(monkeypatch, tmp_path):
     """evalplus's own download path, with its cache empty and the network failing."""
-    import urllib.error
-
-    import evalplus.data.utils as utils
+    import evalplus.data.utils as utils  # noqa: PLC0415 - heavy: evalplus.data loads datasets
 
     def offline(*_args, **_kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -145,9 +148,7 @@ def test_dataset_hash_is_stable_and_content_sensitive(problems):
 
 def test_expected_outputs_are_evalplus_groundtruth_cached_in_scratch(problems, scratch,
                                                                      monkeypatch):
-    import evalplus.data.utils as utils
-    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
-    from evalplus.gen.util import trusted_exec
+    import evalplus.data.utils as utils  # noqa: PLC0415 - heavy: evalplus.data loads datasets
 
     home_cache = Path(utils.CACHE_DIR)
     before = sorted(home_cache.iterdir()) if home_cache.is_dir() else None
@@ -209,8 +210,6 @@ class _FakeProcess:
 
 @pytest.fixture
 def fake_untrusted_check(monkeypatch):
-    import evalplus.eval as ev
-
     monkeypatch.setattr(ev.multiprocessing, "Process", _FakeProcess)
     return ev.untrusted_check
 
@@ -339,8 +338,6 @@ def test_a_broken_sandbox_is_reported_not_hidden(problems, scratch, monkeypatch,
 
 
 def test_the_memory_limit_is_evalplus_own():
-    from evalplus.eval import query_maximum_memory_bytes
-
     assert evalplus_exec._memory_mb() == query_maximum_memory_bytes() >> 20
 
 

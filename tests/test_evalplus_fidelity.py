@@ -83,7 +83,8 @@ def _mbpp_samples(problems: dict[str, dict]) -> list[tuple[str, str]]:
         ("Mbpp/3", "def is_not_prime(n):\n    return n % 2 == 0\n"),
         ("Mbpp/3", "def is_not_prime(n):\n    return any(n % i == 0 for i in range(2, n))\n"),
         ("Mbpp/3", "import os\nos._exit(0)\n"),
-        ("Mbpp/2", "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b)))[::-1]\n"),
+        ("Mbpp/2", "def similar_elements(a, b):\n"
+                   "    return tuple(sorted(set(a) & set(b)))[::-1]\n"),
         ("Mbpp/737", "def check_str(string):\n    return string[:1].lower() in tuple('aeiou')\n"),
         ("Mbpp/737", "def check_str(string):\n    return 'always'\n"),
         ("Mbpp/14", "def find_Volume(l, b, h):\n    return int(l * b * h / 2)\n"),

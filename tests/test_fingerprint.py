@@ -12,6 +12,7 @@ import pytest
 
 from kanana_eval.core.errors import DataUnavailableError
 from kanana_eval.data.dataset_fingerprint import dataset_fingerprint, hub_fingerprint
+from kanana_eval.data.model_fingerprint import folder_fingerprint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hub" / "HAERAE-HUB" / "KMMLU"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -100,8 +101,6 @@ def test_hub_fingerprint_never_raises_on_odd_objects() -> None:
 
 
 def test_model_fingerprint_ignores_the_conversion_record_but_not_the_weights(tmp_path, monkeypatch):
-    from kanana_eval.data.model_fingerprint import folder_fingerprint
-
     monkeypatch.setenv("KANANA_EVAL_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "model"
     folder.mkdir()

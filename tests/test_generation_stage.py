@@ -33,15 +33,18 @@ class RecordingLM(LM):
             outputs.append(text)
         return outputs
 
-    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: list[Instance],
+                      disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         return [(-1.0, False) for _ in requests]
 
-    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+    def loglikelihood_rolling(self, requests: list[Instance],
+                              disable_tqdm: bool = False) -> list[float]:
         return [-1.0 for _ in requests]
 
 
 def _requests(prefix: str, n: int, until: str = "\n") -> list[Instance]:
-    return [Instance("generate_until", {}, (f"{prefix}{i}", {"until": [until], "max_gen_toks": 8}), i)
+    return [Instance("generate_until", {},
+                     (f"{prefix}{i}", {"until": [until], "max_gen_toks": 8}), i)
             for i in range(n)]
 
 
@@ -56,7 +59,8 @@ def test_extra_requests_join_the_single_next_call():
         assert not stage.done
         out = lm.generate_until(mine)
         assert stage.done and stage.passes_joined == 1
-    assert lm.calls == [["task-0", "task-1", "task-2", "turn1-0", "turn1-1"]]  # one call, all of them
+    # one call, all of them
+    assert lm.calls == [["task-0", "task-1", "task-2", "turn1-0", "turn1-1"]]
     assert out == [_answer(r) for r in mine]  # the caller's own outputs, in its order
     assert stage.outputs == {hash_args("generate_until", r.args): _answer(r) for r in extra}
 

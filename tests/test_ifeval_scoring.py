@@ -1,7 +1,7 @@
 """IFEval: for the same responses, our items and numbers equal lm-eval's `ifeval`.
 
 A stand-in LM returns stored responses for every one of the 541 offline prompts; lm-eval runs
-its own `ifeval` task (built by build_tasks from tasks/ifeval.yaml on the offline mirror), its
+its own `ifeval` task (built by build_tasks from tasks/ifeval/task.yaml on the offline mirror), its
 checker and its aggregations. Our items come from lm-eval's logged samples, our numbers from our
 items; both must equal lm-eval's results, and each item's flags must equal lm-eval's
 process_results on the raw offline file. Responses: the prompt itself, empty strings, responses
@@ -18,8 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lm_eval
 import pytest
 from lm_eval.api.model import LM
+from lm_eval.tasks import TaskManager
 
 from kanana_eval.config.protocol import BenchmarkSpec
 from kanana_eval.config.task_config import load_task
@@ -48,7 +50,8 @@ GOLD = {
           "it simply on Jan. 5. Heavier axles press harder on the pavement and wear it out faster. "
           "Road damage grows roughly with the fourth power of axle load.",
     1476: "Cognitive Services on Azure is stepping into the spotlight as Azure Applied AI "
-          "Services, built by the Redmond, Wash. team with a bold new badge! Same power, fresh look.",
+          "Services, built by the Redmond, Wash. team with a bold new badge! "
+          "Same power, fresh look.",
     3414: "I FROZE mid-stride when I was jogging. My legs went STIFF and my heart RACED. It felt "
           "like TIME stopped. Then I breathed and MOVED on.",
     1535: "dear hiring team at the beijing travel co. i am applying to be your tour guide. i know "
@@ -174,9 +177,6 @@ def ifeval_task(offline_mirror: Path) -> Any:
 @pytest.fixture(scope="module")
 def runs(ifeval_task: Any) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], StoredLM]]:
     """Plain lm-eval on every offline prompt, per response family: (results, samples, LM)."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-
     out = {}
     for family, respond in RESPONSES.items():
         lm = StoredLM(respond)
@@ -184,7 +184,8 @@ def runs(ifeval_task: Any) -> dict[str, tuple[dict[str, Any], list[dict[str, Any
                                           bootstrap_iters=0,
                                           task_manager=TaskManager(include_defaults=False))
         assert results is not None
-        out[family] = (results["results"]["ifeval@instruct"], list(results["samples"]["ifeval@instruct"]), lm)
+        out[family] = (results["results"]["ifeval@instruct"],
+                       list(results["samples"]["ifeval@instruct"]), lm)
     return out
 
 
@@ -205,12 +206,15 @@ def test_task_is_lm_evals_ifeval_with_its_generation_settings(runs, raw_docs):
     for req in lm.requests:
         context, gen_kwargs = req.args
         assert context == req.doc["prompt"]  # 0-shot, the prompt as is
-        assert gen_kwargs == {"until": [], "do_sample": False, "temperature": 0.0, "max_gen_toks": 1280}
+        assert gen_kwargs == {"until": [], "do_sample": False, "temperature": 0.0,
+                              "max_gen_toks": 1280}
 
 
 @pytest.mark.parametrize("family", list(RESPONSES))
 def test_numbers_equal_lm_evals_ifeval_on_all_offline_prompts(runs, raw_docs, family):
-    from lm_eval.tasks.ifeval.utils import process_results
+    from lm_eval.tasks.ifeval.utils import (  # noqa: PLC0415 - heavy: needs NLTK data first
+        process_results,
+    )
 
     lm_results, samples, _ = runs[family]
     items = items_from_samples(SPEC, None, samples)
@@ -224,7 +228,8 @@ def test_numbers_equal_lm_evals_ifeval_on_all_offline_prompts(runs, raw_docs, fa
     for name in METRICS:
         assert metrics[name] == pytest.approx(lm_results[f"{name},none"], rel=0, abs=1e-12)
     agg = ifeval_aggregate(items)
-    expected = (lm_results["prompt_level_strict_acc,none"] + lm_results["inst_level_strict_acc,none"]) / 2
+    expected = (lm_results["prompt_level_strict_acc,none"]
+                + lm_results["inst_level_strict_acc,none"]) / 2
     assert agg.value == pytest.approx(expected, rel=0, abs=1e-12)
     assert agg.n == 541
     assert SCORER.aggregate(SPEC, items) == agg  # what the runner calls
@@ -237,7 +242,8 @@ def test_families_cover_mixed_outcomes(runs):
               for family in ("prompt", "crafted")}
     for metrics in values.values():
         assert 0.05 < metrics["prompt_level_strict_acc"] < metrics["inst_level_strict_acc"] < 0.95
-    assert values["crafted"]["inst_level_strict_acc"] > values["prompt"]["inst_level_strict_acc"] + 0.1
+    assert (values["crafted"]["inst_level_strict_acc"]
+            > values["prompt"]["inst_level_strict_acc"] + 0.1)
     crafted = items_from_samples(SPEC, None, runs["crafted"][1])
     assert any(i.details["prompt_level_loose_acc"] != i.details["prompt_level_strict_acc"]
                for i in items_from_samples(SPEC, None, runs["prompt"][1]) + crafted)

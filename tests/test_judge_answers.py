@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_llama import with_chat_template
 
 from kanana_eval.scoring.judge.answers import GenerationSettings, generate_answers
 
@@ -21,14 +22,12 @@ SETTINGS = GenerationSettings(max_new_tokens=6, temperatures=(("writing", 0.7), 
 @pytest.fixture(scope="module")
 def chat_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with a chat template, so the engine renders conversations."""
-    from tiny_llama import with_chat_template
-
     return with_chat_template(tiny_llama, tmp_path_factory.mktemp("chat-llama"))
 
 
 @pytest.fixture(scope="module")
 def lm(chat_llama: Path) -> Any:
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # noqa: PLC0415 - heavy: only the engine fixture
 
     return HFLM(pretrained=str(chat_llama), batch_size=2, device="cpu", dtype="float32")
 
@@ -59,7 +58,8 @@ class _NoModel:
     def __init__(self, lm: Any) -> None:
         self.lm = lm
 
-    def apply_chat_template(self, history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, history: list[dict[str, str]],
+                            add_generation_prompt: bool = True) -> str:
         return self.lm.apply_chat_template(history, add_generation_prompt=add_generation_prompt)
 
     def set_cache_hook(self, hook: Any) -> None:

@@ -37,7 +37,8 @@ def request(text: str, attempt: int = 0) -> JudgeRequest:
 
 
 def config(url: str, **overrides: object) -> JudgeConfig:
-    base: dict[str, object] = {"base_url": url, "concurrency": 4, "max_retries": 2, "timeout_s": 5.0}
+    base: dict[str, object] = {"base_url": url, "concurrency": 4, "max_retries": 2,
+                               "timeout_s": 5.0}
     return JudgeConfig(**{**base, **overrides})  # type: ignore[arg-type]
 
 
@@ -76,7 +77,8 @@ def test_rate_limit_429_is_retried_after_retry_after(server, tmp_path):
     with JudgeClient(config(server.url, concurrency=1), tmp_path / "judge.sqlite") as client:
         replies = client.complete_many([request("a"), request("b")], progress=False)
         assert client.api_calls() == 2
-    assert [rating_of(r.text) for r in replies] == [expected_rating(request(t).messages) for t in "ab"]
+    assert [rating_of(r.text) for r in replies] == [expected_rating(request(t).messages)
+                                                    for t in "ab"]
     stats = server.stats()
     assert stats["by_status"] == {429: 1, 200: 2}
     assert stats["by_user_message"] == {"a": 2, "b": 1}
@@ -242,7 +244,8 @@ def test_describe_keeps_no_secret():
     cfg = JudgeConfig(base_url="http://user:hunter2@127.0.0.1:8000/v1")
     described = cfg.describe()
     assert "hunter2" not in json.dumps(described)
-    assert described["model"] == "gpt-4o-2024-08-06" and described["api_key_env"] == "OPENAI_API_KEY"
+    assert described["model"] == "gpt-4o-2024-08-06"
+    assert described["api_key_env"] == "OPENAI_API_KEY"
     assert described["temperature"] == 0.0 and described["max_tokens"] == 2048
 
 

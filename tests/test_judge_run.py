@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 from openai_judge_server import JudgeServer, expected_rating
+from tiny_llama import with_chat_template
 
 from kanana_eval.cli.main import main
+from kanana_eval.data.judge_bench import load_judge_bench
 from kanana_eval.results.io import load_run, read_jsonl
+from kanana_eval.scoring.judge.stage import plan_questions, planned_questions
 
 LIMIT = 3  # questions per benchmark: 2 turns each
 
 
 @pytest.fixture(scope="module")
 def chat_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_llama import with_chat_template
-
     return with_chat_template(tiny_llama, tmp_path_factory.mktemp("chat-llama"))
 
 
@@ -34,7 +35,8 @@ def server(judge_server: JudgeServer) -> JudgeServer:
     return judge_server
 
 
-def run_args(model: Path, mirror: Path, out: Path, url: str, benchmarks: str = "mt_bench") -> list[str]:
+def run_args(model: Path, mirror: Path, out: Path, url: str,
+             benchmarks: str = "mt_bench") -> list[str]:
     return ["run", "--model", str(model), "--protocol", "instruct", "--benchmarks", benchmarks,
             "--data-dir", str(mirror), "--limit", str(LIMIT), "--max-gen-toks", "8",
             "--batch-size", "4", "--output-dir", str(out), "--judge-base-url", url]
@@ -48,9 +50,6 @@ def only_run(out: Path) -> Path:
 
 def planned(mirror: Path) -> list[dict]:
     """The MT-Bench questions a --limit LIMIT run asks (spread over the categories)."""
-    from kanana_eval.data.judge_bench import load_judge_bench
-    from kanana_eval.scoring.judge.stage import plan_questions, planned_questions
-
     data = load_judge_bench("mt_bench", mirror)
     return planned_questions(data, plan_questions(data, LIMIT))
 
@@ -78,8 +77,9 @@ def test_run_answers_two_turns_and_scores_them_with_the_judge(chat_llama, offlin
         judge = item["details"]["judge"]
         assert item["verdict"] == "judged" and item["score"] == rating(judge["user_prompt"])
         assert item["output"] in judge["user_prompt"]
-        assert judge["prompt_name"] == ("single-v1" if item["turn"] == 1 else "single-v1-multi-turn") \
-            or judge["prompt_name"].startswith("single-math-v1")
+        assert (judge["prompt_name"] == ("single-v1" if item["turn"] == 1
+                                         else "single-v1-multi-turn")
+                or judge["prompt_name"].startswith("single-math-v1"))
     assert row["scale"] == "judge_1_10" and row["n"] == 2 * LIMIT
     assert row["value"] == pytest.approx(sum(i["score"] for i in items) / len(items))
     turn1 = [i["score"] for i in items if i["turn"] == 1]
@@ -89,7 +89,8 @@ def test_run_answers_two_turns_and_scores_them_with_the_judge(chat_llama, offlin
     assert judge["model"] == "gpt-4o-2024-08-06" and judge["api_calls"] == 2 * LIMIT
     assert judge["usage"]["prompt_tokens"] > 0 and judge["cost_usd"] > 0
     params = server.stats()["params"]  # FastChat judges at temperature 0, max_tokens 2048
-    assert {(p["model"], p["temperature"], p["max_tokens"]) for p in params} == {("gpt-4o-2024-08-06", 0, 2048)}
+    assert {(p["model"], p["temperature"], p["max_tokens"]) for p in params} == {
+        ("gpt-4o-2024-08-06", 0, 2048)}
     temps = {i["subtask"]: i["details"]["temperature"] for i in items}
     assert temps.get("writing", 0.7) == 0.7 and scores["smoke"] is True
 
@@ -103,12 +104,14 @@ def test_run_answers_two_turns_and_scores_them_with_the_judge(chat_llama, offlin
     server.reset_stats()
     assert main(run_args(chat_llama, offline_mirror, tmp_path / "again", server.url)) == 0
     assert server.stats()["requests"] == 0
-    again = read_jsonl(only_run(tmp_path / "again") / "items" / "mt_bench@instruct.jsonl", kind="item")
+    again = read_jsonl(only_run(tmp_path / "again") / "items" / "mt_bench@instruct.jsonl",
+                       kind="item")
     assert [i["output"] for i in again] == [i["output"] for i in items]
 
 
-def test_first_turns_join_the_protocols_first_generation_pass(chat_llama, offline_mirror, tmp_path, server):
-    """MT-Bench turn 1 needs no earlier answer: it is generated with GSM8K, not in a pass of its own."""
+def test_first_turns_join_the_protocols_first_generation_pass(chat_llama, offline_mirror,
+                                                               tmp_path, server):
+    """MT-Bench turn 1 needs no earlier answer: it is generated with GSM8K, not in its own pass."""
     joined_out, alone_out = tmp_path / "joined", tmp_path / "alone"
     assert main(run_args(chat_llama, offline_mirror, joined_out, server.url, "gsm8k,mt_bench")
                 + ["--no-cache"]) == 0
@@ -122,7 +125,8 @@ def test_first_turns_join_the_protocols_first_generation_pass(chat_llama, offlin
 
     def greedy_answers(out: Path) -> dict[tuple[str, int], str]:
         items = read_jsonl(only_run(out) / "items" / "mt_bench@instruct.jsonl", kind="item")
-        return {(i["item_id"], i["turn"]): i["output"] for i in items if i["details"]["temperature"] == 0}
+        return {(i["item_id"], i["turn"]): i["output"]
+                for i in items if i["details"]["temperature"] == 0}
 
     # Greedy answers do not depend on which pass computed them.
     assert greedy_answers(joined_out) == greedy_answers(alone_out) != {}
@@ -135,11 +139,13 @@ def test_judge_command_rejudges_stored_answers_and_exports_fastchat_files(
     source = only_run(out)
     _, unjudged = load_run(source)
     assert unjudged["scores"][0]["value"] is None
-    assert unjudged["scores"][0]["judge"]["status"] == "not judged" and server.stats()["requests"] == 0
+    assert unjudged["scores"][0]["judge"]["status"] == "not judged"
+    assert server.stats()["requests"] == 0
     before = (source / "items" / "mt_bench@instruct.jsonl").read_bytes()
 
     server.configure(model="judge-b")  # the server now serves another judge model
-    assert main(["judge", str(source), "--judge-base-url", server.url, "--judge-model", "judge-b"]) == 0
+    assert main(["judge", str(source), "--judge-base-url", server.url,
+                 "--judge-model", "judge-b"]) == 0
     assert "judge judge-b" in capsys.readouterr().out
     (judged,) = [p for p in source.parent.iterdir() if p != source and not p.name.startswith(".")]
     assert (source / "items" / "mt_bench@instruct.jsonl").read_bytes() == before
@@ -151,12 +157,15 @@ def test_judge_command_rejudges_stored_answers_and_exports_fastchat_files(
     old = read_jsonl(source / "items" / "mt_bench@instruct.jsonl", kind="item")
     assert [i["output"] for i in items] == [i["output"] for i in old]  # nothing regenerated
     assert all(i["score"] == rating(i["details"]["judge"]["user_prompt"]) for i in items)
-    assert scores["scores"][0]["value"] == pytest.approx(sum(i["score"] for i in items) / len(items))
+    assert scores["scores"][0]["value"] == pytest.approx(sum(i["score"] for i in items)
+                                                         / len(items))
 
     export = tmp_path / "fastchat"
     assert main(["fastchat-export", str(judged), str(export)]) == 0
-    answers = [json.loads(x) for x in next((export / "mt_bench" / "model_answer").iterdir()).read_text().splitlines()]
-    judgments = [json.loads(x) for x in (export / "mt_bench" / "model_judgment" / "judge-b_single.jsonl").read_text().splitlines()]
+    answer_file = next((export / "mt_bench" / "model_answer").iterdir())
+    answers = [json.loads(x) for x in answer_file.read_text().splitlines()]
+    judgment_file = export / "mt_bench" / "model_judgment" / "judge-b_single.jsonl"
+    judgments = [json.loads(x) for x in judgment_file.read_text().splitlines()]
     assert len(answers) == LIMIT and all(len(a["choices"][0]["turns"]) == 2 for a in answers)
     assert sorted(j["score"] for j in judgments) == sorted(i["score"] for i in items)
 
@@ -170,7 +179,8 @@ def test_unparsable_judgment_is_asked_once_more_then_dropped_and_counted(
     _, scores = load_run(only_run(out))
     items = read_jsonl(only_run(out) / "items" / "mt_bench@instruct.jsonl", kind="item")
     dropped = [i for i in items if i["item_id"] == str(first["question_id"])]
-    assert {i["verdict"] for i in dropped} == {"unparsable"} and all(i["score"] is None for i in dropped)
+    assert {i["verdict"] for i in dropped} == {"unparsable"}
+    assert all(i["score"] is None for i in dropped)
     assert all(i["details"]["judge"]["attempts"] == 2 for i in dropped)
     row = scores["scores"][0]
     assert row["n_dropped"] == 2 and row["n"] == 2 * LIMIT - 2
@@ -182,8 +192,10 @@ def test_a_judge_fault_fails_in_one_line_and_the_rerun_pays_only_for_the_rest(
     server.configure(fail_marker=second["turns"][0], fail_status=400)
     out = tmp_path / "results"
     assert main(run_args(chat_llama, offline_mirror, out, server.url)) == 2
-    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("kanana-eval: error:")]
-    assert len(errors) == 1 and "HTTP 400" in errors[0] and "run the same command again" in errors[0]
+    errors = [x for x in capsys.readouterr().err.splitlines()
+              if x.startswith("kanana-eval: error:")]
+    assert len(errors) == 1 and "HTTP 400" in errors[0]
+    assert "run the same command again" in errors[0]
     assert not (out / chat_llama.name).exists() or not any(
         p for p in (out / chat_llama.name).iterdir() if not p.name.startswith("."))
     cache = tmp_path / "cache" / "judgments" / "judgments.sqlite"
@@ -206,8 +218,9 @@ def test_komt_bench_uses_korean_judge_prompts_and_the_optional_language_penalty(
     assert penalty["applied"] is True and penalty["exempt_question_ids"] == [138, 140]
     assert penalty["detector"]["name"] == "py3langid"
     items = read_jsonl(only_run(out) / "items" / "komt_bench@instruct.jsonl", kind="item")
+    prompts_file = shared_data_dir / "komt_bench" / "judge_prompts_ko.jsonl"
     judge_prompts = {json.loads(x)["name"]: json.loads(x)
-                     for x in (shared_data_dir / "komt_bench" / "judge_prompts_ko.jsonl").read_text().splitlines()}
+                     for x in prompts_file.read_text().splitlines()}
     for item in items:
         judge = item["details"]["judge"]
         system = judge_prompts[judge["prompt_name"]]["system_prompt"]

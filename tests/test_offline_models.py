@@ -256,7 +256,7 @@ KOREAN = "대한민국의 수도는 서울이다."
 
 
 def _summed_loglik(model, tokenizer, text: str) -> tuple[list[int], float]:
-    import torch
+    import torch  # noqa: PLC0415 - heavy: only the slow real-model tests
 
     ids = tokenizer(text, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -283,8 +283,11 @@ def converted() -> dict[str, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("key", list(OFFLINE_MODELS))
 def test_saved_folder_matches_gguf_loglikelihoods(converted, key):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # noqa: PLC0415 - heavy: only the slow real-model tests
+    from transformers import (  # noqa: PLC0415 - heavy: only the slow real-model tests
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     folder = converted[key]
     gguf = locate_gguf(key)
@@ -308,7 +311,7 @@ def test_saved_folder_matches_gguf_loglikelihoods(converted, key):
 
 @pytest.mark.slow
 def test_bos_behaviour_survives_conversion(converted):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy: only the slow real-model tests
 
     gemma = AutoTokenizer.from_pretrained(converted["gemma-3-270m"])
     smol = AutoTokenizer.from_pretrained(converted["smollm2-135m-instruct"])
@@ -320,7 +323,7 @@ def test_bos_behaviour_survives_conversion(converted):
 
 @pytest.mark.slow
 def test_smollm2_chat_template_renders_a_user_message(converted):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy: only the slow real-model tests
 
     tok = AutoTokenizer.from_pretrained(converted["smollm2-135m-instruct"])
     text = tok.apply_chat_template(
@@ -333,7 +336,11 @@ def test_smollm2_chat_template_renders_a_user_message(converted):
 
 @pytest.mark.slow
 def test_gemma_is_a_base_model_with_sane_special_tokens(converted):
-    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from transformers import (  # noqa: PLC0415 - heavy: only the slow real-model tests
+        AutoConfig,
+        AutoTokenizer,
+        GenerationConfig,
+    )
 
     folder = converted["gemma-3-270m"]
     tok = AutoTokenizer.from_pretrained(folder)

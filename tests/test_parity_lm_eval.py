@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from kanana_eval.cli.main import main
+from kanana_eval.data.offline_models import ensure_hf_folder
 from kanana_eval.results.io import read_jsonl
 from kanana_eval.scoring.sandbox.api import run_programs
 from kanana_eval.tasks.lm_eval_bridge import lm_eval_tasks_root
@@ -34,15 +35,14 @@ MODEL_KEY = "smollm2-135m-instruct"
 
 @pytest.fixture(scope="module")
 def model_folder() -> Path:
-    from kanana_eval.data.offline_models import ensure_hf_folder
-
     return ensure_hf_folder(MODEL_KEY)
 
 
 def run_ours(mirror: Path, out: Path, benchmark: str, limit: int, batch_size: int,
              ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """`kanana-eval run` in-process: (items, manifest, the benchmark's scores.json row)."""
-    args = ["run", "--model", MODEL_KEY, "--data-dir", str(mirror), "--benchmarks", f"{benchmark}@base",
+    args = ["run", "--model", MODEL_KEY, "--data-dir", str(mirror),
+            "--benchmarks", f"{benchmark}@base",
             "--limit", str(limit), "--batch-size", str(batch_size), "--output-dir", str(out),
             "--no-cache"]
     assert main(args) == 0
@@ -51,7 +51,8 @@ def run_ours(mirror: Path, out: Path, benchmark: str, limit: int, batch_size: in
     manifest = json.loads((run_dir / "manifest.json").read_text())
     scores = json.loads((run_dir / "scores.json").read_text())
     (row,) = [r for r in scores["scores"] if r["benchmark"] == f"{benchmark}@base"]
-    assert manifest["engine"]["dtype"] == "float32" and manifest["engine"]["batch_size"] == batch_size
+    assert manifest["engine"]["dtype"] == "float32"
+    assert manifest["engine"]["batch_size"] == batch_size
     return items, manifest, row
 
 
@@ -68,11 +69,12 @@ def user_task_yaml(folder: Path, name: str, lm_eval_yaml: str, dataset_path: Pat
 def run_plain(model_folder: Path, task_dir: Path, tasks: list[str], samples: dict[str, list[int]],
               batch_size: int, **kwargs: Any) -> dict[str, Any]:
     """Plain lm-eval as `lm_eval --model hf --include_path DIR --log_samples` runs it."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
+    import lm_eval  # noqa: PLC0415 - heavy: plain lm-eval, only for the reference runs
+    from lm_eval.tasks import TaskManager  # noqa: PLC0415 - heavy: as above
 
     results = lm_eval.simple_evaluate(
-        model="hf", model_args={"pretrained": str(model_folder), "dtype": "float32", "device": "cpu"},
+        model="hf",
+        model_args={"pretrained": str(model_folder), "dtype": "float32", "device": "cpu"},
         tasks=tasks, batch_size=batch_size, samples=samples, log_samples=True,
         task_manager=TaskManager(include_path=str(task_dir)), **kwargs,
     )
@@ -89,8 +91,10 @@ def samples_of(results: dict[str, Any], task: str, filter_name: str) -> dict[int
 
 def test_mmlu_loglikelihoods_choices_and_acc_match_plain_lm_eval(
         offline_mirror: Path, model_folder: Path, tmp_path: Path) -> None:
-    ours, manifest, row = run_ours(offline_mirror, tmp_path / "ours", "mmlu", limit=12, batch_size=4)
-    counts = {leaf: n for leaf, n in manifest["benchmarks"]["mmlu@base"]["samples_per_subtask"].items() if n}
+    ours, manifest, row = run_ours(offline_mirror, tmp_path / "ours", "mmlu", limit=12,
+                                   batch_size=4)
+    per_subtask = manifest["benchmarks"]["mmlu@base"]["samples_per_subtask"]
+    counts = {leaf: n for leaf, n in per_subtask.items() if n}
     assert sum(counts.values()) == len(ours) == 12
 
     task_dir = tmp_path / "user_tasks"
@@ -118,13 +122,15 @@ def test_mmlu_loglikelihoods_choices_and_acc_match_plain_lm_eval(
             # The few-shot prefix is computed once and reused (KV cache): the same sums in another
             # order, so log-likelihoods agree to 1e-4 in fp32 (the bound the speed issue sets) and
             # the chosen answer and its score below must be identical.
-            assert math.isclose(ours_ll, plain_ll, rel_tol=0.0, abs_tol=1e-4), (item["item_id"], ours_ll, plain_ll)
+            assert math.isclose(ours_ll, plain_ll, rel_tol=0.0, abs_tol=1e-4), (
+                item["item_id"], ours_ll, plain_ll)
         plain_best = max(range(4), key=lambda i: (plain_lls[i], -i))  # first maximum, as np.argmax
         assert item["output"] == item["choices"][plain_best].strip()
         assert item["score"] == float(sample["acc"])
 
     n_total = sum(counts.values())
-    plain_mean = sum(plain["results"][names[leaf]]["acc,none"] * n for leaf, n in counts.items()) / n_total
+    plain_mean = sum(plain["results"][names[leaf]]["acc,none"] * n
+                     for leaf, n in counts.items()) / n_total
     assert row["n"] == n_total
     assert row["value"] == pytest.approx(plain_mean, abs=1e-12)
 
@@ -147,8 +153,9 @@ def evaluate_stand_in() -> Iterator[_CodeEvalStandIn]:
     lm_eval/tasks/humaneval/utils.py runs `evaluate.load("code_eval")` at import, which fetches
     the metric from the hub and fails offline. Only in this test, a stand-in `evaluate` module
     answers that one call. The run is predict-only (lm-eval's metric is replaced by `bypass`),
-    and the programs are scored by kanana_eval.sandbox; the test checks the stand-in was called
-    only at import. sys.modules is restored afterwards, so no later import sees the stand-in.
+    and the programs are scored by kanana_eval.scoring.sandbox; the test checks the stand-in was
+    called only at import. sys.modules is restored afterwards, so no later import sees the
+    stand-in.
     """
     metric = _CodeEvalStandIn()
 
@@ -210,7 +217,8 @@ def test_gsm8k_outputs_byte_identical_and_strict_match_equal(
     assert [item["item_id"] for item in ours] == ["0", "1", "2", "3"]
 
     task_dir = tmp_path / "user_tasks"
-    name = user_task_yaml(task_dir, "plain_gsm8k", "gsm8k/gsm8k.yaml", offline_mirror / "openai" / "gsm8k")
+    name = user_task_yaml(task_dir, "plain_gsm8k", "gsm8k/gsm8k.yaml",
+                          offline_mirror / "openai" / "gsm8k")
     plain = run_plain(model_folder, task_dir, [name], {name: [0, 1, 2, 3]}, batch_size=1)
     assert plain["configs"][name]["num_fewshot"] == 5  # lm-eval's own default, as the protocol
     samples = samples_of(plain, name, "strict-match")
@@ -223,4 +231,5 @@ def test_gsm8k_outputs_byte_identical_and_strict_match_equal(
         extracted = sample["filtered_resps"][0]
         assert item["extracted"] == (None if extracted == "[invalid]" else extracted)
         assert item["score"] == float(sample["exact_match"])
-    assert row["value"] == pytest.approx(plain["results"][name]["exact_match,strict-match"], abs=1e-12)
+    assert row["value"] == pytest.approx(plain["results"][name]["exact_match,strict-match"],
+                                         abs=1e-12)

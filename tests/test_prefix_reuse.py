@@ -14,9 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
 from model_threads import one_thread
 
-from kanana_eval.engine.prefix_reuse import build_rows, common_prefix, fed_row, plan_groups
+from kanana_eval.config.protocol import select_benchmarks
+from kanana_eval.data.offline_models import ensure_hf_folder
+from kanana_eval.engine.hf_fast import FastHFLM
+from kanana_eval.engine.prefix_reuse import (
+    _within_tokens,
+    build_rows,
+    common_prefix,
+    fed_row,
+    plan_groups,
+)
+from kanana_eval.pipeline.collect import collect_items
+from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
+from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 TOLERANCE = 1e-4
 
@@ -127,17 +141,16 @@ def test_plan_groups_edge_cases():
 
 # ----------------------------------------------------------------------------- agreement (tiny)
 MAX_LENGTH = 96  # short, so the long contexts below are left-truncated
-INSTRUCTION = "The following are multiple choice questions (with answers) about abstract algebra. " * 2
+INSTRUCTION = ("The following are multiple choice questions (with answers) about abstract "
+               "algebra. ") * 2
 
 
 def _tiny_requests(greedy: Sequence[tuple[str, str]]) -> list[Any]:
     """Requests with a long shared context, multi-token choices and over-long contexts."""
-    from lm_eval.api.instance import Instance
-
     contexts = []
     for subject in ("ducks", "code"):
-        shots = ("Question: Janet's ducks lay 16 eggs per day. Answer: #### 18\n" if subject == "ducks"
-                 else "def add(a, b):\n    return a + b\n")
+        shots = ("Question: Janet's ducks lay 16 eggs per day. Answer: #### 18\n"
+                 if subject == "ducks" else "def add(a, b):\n    return a + b\n")
         for question in range(3):
             contexts.append(f"{INSTRUCTION}{shots}Question {question}: {subject}? Answer:")
     choices = [" A", " B", " one two three", " one two four", " (C) four"]
@@ -163,9 +176,6 @@ class TinyCase:
 
 @pytest.fixture(scope="module", params=["tiny_llama", "varied_llama"])
 def tiny(request: pytest.FixtureRequest) -> TinyCase:
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-
     folder = request.getfixturevalue(request.param)
     plain = HFLM(pretrained=str(folder), dtype="float32", device="cpu", batch_size=1,
                  max_length=MAX_LENGTH)
@@ -185,8 +195,6 @@ def tiny(request: pytest.FixtureRequest) -> TinyCase:
 
 
 def _fast(folder: Path, **kwargs: Any) -> Any:
-    from kanana_eval.engine.hf_fast import FastHFLM
-
     return FastHFLM(str(folder), dtype="float32", device="cpu", max_length=MAX_LENGTH, **kwargs)
 
 
@@ -241,8 +249,6 @@ def test_tiny_request_order_does_not_matter(tiny, single_thread):
 
 
 def test_tiny_rolling_loglikelihood_goes_to_lm_eval(tiny, single_thread):
-    from lm_eval.api.instance import Instance
-
     request = Instance("loglikelihood_rolling", {}, (INSTRUCTION * 3,), 0)
     ours = _fast(tiny.folder, batch_size=4)
     (a,) = ours.loglikelihood_rolling([request])
@@ -258,9 +264,6 @@ MMLU_QUESTIONS = 10
 
 @pytest.fixture(scope="module")
 def mmlu(offline_mirror: Path) -> Iterator[tuple[Any, list[Any]]]:
-    from kanana_eval.config.protocol import select_benchmarks
-    from kanana_eval.tasks.lm_eval_bridge import build_tasks
-
     spec = select_benchmarks(["base"], ["mmlu"])[0]
     assert spec.num_fewshot == 5
     built = build_tasks(spec, offline_mirror, only=[f"mmlu_{s}" for s in MMLU_SUBJECTS])
@@ -269,8 +272,6 @@ def mmlu(offline_mirror: Path) -> Iterator[tuple[Any, list[Any]]]:
 
 def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
     """5-shot MMLU through the runner, as the bench's MMLUWorkload.run_ours does."""
-    from kanana_eval.pipeline.collect import collect_items
-
     plan = {spec.id: {bt.name: MMLU_QUESTIONS for bt in built}}
     return collect_items(lm, [spec], {spec.id: built}, plan, cache_path=None)[spec.id]
 
@@ -278,11 +279,6 @@ def _mmlu_items(lm: Any, spec: Any, built: list[Any]) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("model_key", ["smollm2-135m-instruct", "gemma-3-270m"])
 def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_thread):
-    from lm_eval.models.huggingface import HFLM
-
-    from kanana_eval.data.offline_models import ensure_hf_folder
-    from kanana_eval.engine.hf_fast import FastHFLM
-
     spec, built = mmlu
     folder = str(ensure_hf_folder(model_key))
     started = time.perf_counter()
@@ -293,7 +289,8 @@ def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_threa
     assert stats["groups"] >= len(MMLU_SUBJECTS), "each subject's 5-shot prefix should be shared"
     assert stats["tokens_fed"] < stats["tokens_plain"] / 2
     started = time.perf_counter()
-    theirs = _mmlu_items(HFLM(pretrained=folder, dtype="float32", device="cpu", batch_size=4), spec, built)
+    theirs = _mmlu_items(HFLM(pretrained=folder, dtype="float32", device="cpu", batch_size=4),
+                         spec, built)
     theirs_s = time.perf_counter() - started
 
     assert len(ours) == len(theirs) == len(MMLU_SUBJECTS) * MMLU_QUESTIONS
@@ -316,13 +313,6 @@ def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_threa
 def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thread):
     """Gemma-3-270m's local layers see 512 tokens: a 5-shot prefix can be longer (MMLU's longest
     subjects are), so the cached prefix holds only its window and the suffixes continue from it."""
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-
-    from kanana_eval.data.offline_models import ensure_hf_folder
-    from kanana_eval.tasks.humaneval_plus.data import read_humaneval_plus
-    from kanana_eval.engine.hf_fast import FastHFLM
-
     folder = str(ensure_hf_folder("gemma-3-270m"))
     prefix = "".join(row["prompt"] for row in read_humaneval_plus()[:6])
     args = [(f"{prefix}\n# Question {q}: which is right?\n# Answer:", choice)
@@ -338,8 +328,6 @@ def test_gemma_prefix_longer_than_its_sliding_window(shared_data_dir, single_thr
 
 
 def test_packed_rows_stop_at_the_token_budget_but_always_take_one() -> None:
-    from kanana_eval.engine.prefix_reuse import _within_tokens
-
     assert _within_tokens([7, 8, 9], [40, 50, 60], 100) == [7, 8]
     assert _within_tokens([7, 8], [500, 10], 100) == [7]  # one row even above the budget
     assert _within_tokens([7, 8, 9], [1, 1, 1], 100) == [7, 8, 9]

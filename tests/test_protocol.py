@@ -11,7 +11,8 @@ from kanana_eval.tasks.lm_eval_bridge import lm_eval_tasks_root, load_yaml_with_
 
 def test_base_protocol_is_the_readme_table_in_column_order():
     proto = load_protocol("base")
-    assert [b.column for b in proto.benchmarks] == ["MMLU", "KMMLU", "HAE-RAE", "HumanEval", "MBPP", "GSM8K"]
+    assert [b.column for b in proto.benchmarks] == ["MMLU", "KMMLU", "HAE-RAE", "HumanEval",
+                                                    "MBPP", "GSM8K"]
     shots = {b.id: b.num_fewshot for b in proto.benchmarks}
     assert shots == {"mmlu@base": 5, "kmmlu@base": 5, "haerae@base": 5, "humaneval@base": 0,
                      "mbpp@base": 3, "gsm8k@base": 5}
@@ -21,7 +22,8 @@ def test_base_protocol_is_the_readme_table_in_column_order():
 @pytest.mark.parametrize("bench", ["humaneval@base", "mbpp@base", "gsm8k@base"])
 def test_generation_settings_match_lm_eval_task_config(bench):
     spec = next(b for b in load_protocol("base").benchmarks if b.id == bench)
-    cfg = load_yaml_with_refs(lm_eval_tasks_root() / spec.task.lm_eval_folder / f"{spec.task.lm_eval_task}.yaml")
+    cfg = load_yaml_with_refs(lm_eval_tasks_root() / spec.task.lm_eval_folder
+                              / f"{spec.task.lm_eval_task}.yaml")
     upstream = cfg["generation_kwargs"]
     assert spec.generation["until"] == upstream["until"]
     assert spec.generation["do_sample"] is False and upstream.get("do_sample") is False
@@ -29,6 +31,7 @@ def test_generation_settings_match_lm_eval_task_config(bench):
 
 
 def test_benchmark_selection_by_id_or_name():
-    assert [b.id for b in select_benchmarks(["base"], ["gsm8k", "mmlu@base"])] == ["mmlu@base", "gsm8k@base"]
+    assert [b.id for b in select_benchmarks(["base"], ["gsm8k", "mmlu@base"])] == [
+        "mmlu@base", "gsm8k@base"]
     with pytest.raises(UnknownBenchmarkError, match="unknown benchmark.*nope"):
         select_benchmarks(["base"], ["nope"])

@@ -42,8 +42,10 @@ NLTK_SPLITS: list[tuple[str, list[str]]] = [
     ("Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence "
      "boundaries.  And sometimes sentences\ncan start with non-capitalized words.  i is a good "
      "variable\nname.",
-     ["Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence boundaries.",
-      "And sometimes sentences\ncan start with non-capitalized words.", "i is a good variable\nname."]),
+     ["Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence "
+      "boundaries.",
+      "And sometimes sentences\ncan start with non-capitalized words.",
+      "i is a good variable\nname."]),
     ("Good muffins cost $3.88\nin New York.  Please buy me\ntwo of them.\n\nThanks.",
      ["Good muffins cost $3.88\nin New York.", "Please buy me\ntwo of them.", "Thanks."]),
     ("1. This is R .\n2. This is A .\n3. That's all",
@@ -77,13 +79,14 @@ NLTK_ORTHO = {"smith": 4 | 8, "he": 2 | 32 | 4 | 8, "bach": 4, "see": 2 | 32 | 4
 # (##number##, insider) and the flags of "yesterday" (lower case seen, never upper case inside a
 # sentence) are in the English model; the expected splits follow from NLTK's Punkt rules.
 TABLE_SENSITIVE = [
-    ("The index fell 3. Insider trading was blamed.", ["The index fell 3. Insider trading was blamed."]),
+    ("The index fell 3. Insider trading was blamed.",
+     ["The index fell 3. Insider trading was blamed."]),
     ("We met at 10 a.m. Yesterday we met again.", ["We met at 10 a.m.", "Yesterday we met again."]),
 ]
 
 
 def literal_source() -> dict[str, Any]:
-    """The pinned english.py evaluated as Python: independent of kanana_eval.punkt's ast reader."""
+    """The pinned english.py run as Python: independent of kanana_eval.data.punkt's ast reader."""
     path = punkt.source_file()
     namespace: dict[str, Any] = {}
     exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)  # noqa: S102
@@ -138,7 +141,8 @@ def test_nltk_tokenizer_on_rebuilt_folder_splits_as_nltk_english(built, text, ex
     assert nltk_tokenizer(built).tokenize(text) == expected
 
 
-@pytest.mark.parametrize("table", ["abbrev_types", "collocations", "sent_starters", "ortho_context"])
+@pytest.mark.parametrize("table", ["abbrev_types", "collocations", "sent_starters",
+                                   "ortho_context"])
 def test_every_table_decides_some_pinned_split(built, table):
     """The pinned splits would catch a lost or emptied table: they test the data, not only NLTK."""
     params = copy.deepcopy(load_punkt_params(FileSystemPathPointer(str(built))))
@@ -153,7 +157,9 @@ def test_lm_eval_checker_counts_sentences_and_capitals_with_the_english_model(bu
     util = importlib.import_module(UTIL)
     clear_tokenizer_caches()
     assert util.count_sentences(punkt.PROBE_TEXT) == punkt.PROBE_SENTENCES == 2
-    from lm_eval.tasks.ifeval import instructions
+    from lm_eval.tasks.ifeval import (  # noqa: PLC0415 - heavy: needs the fixture's NLTK data
+        instructions,
+    )
 
     fewer_than_3 = instructions.NumberOfSentences("length_constraints:number_sentences")
     fewer_than_3.build_description(num_sentences=3, relation="less than")
@@ -176,7 +182,8 @@ def test_ensure_is_idempotent_and_repairs_a_changed_file(built):
     assert punkt.ensure_punkt_tab() == built
     assert {p.name: p.stat().st_mtime_ns for p in built.iterdir()} == stamps  # nothing rewritten
     abbrevs = built / "abbrev_types.txt"
-    abbrevs.write_text(abbrevs.read_text(encoding="utf-8").replace("\njan\n", "\n"), encoding="utf-8")
+    abbrevs.write_text(abbrevs.read_text(encoding="utf-8").replace("\njan\n", "\n"),
+                       encoding="utf-8")
     assert not punkt.is_built(built)
     assert punkt.ensure_punkt_tab() == built
     assert punkt.is_built(built)

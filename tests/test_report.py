@@ -297,8 +297,8 @@ def test_render_report_without_runs_and_with_one_named_table(tmp_path):
 
 def test_render_report_refuses_runs_that_match_no_table(tmp_path):
     run = write_run(tmp_path / "run", scores={"mmlu@base": 0.5})
-    # a benchmark no README column shows
-    edit_scores(run, lambda d: d["scores"][0].update(benchmark="math500@instruct"))
+    # a benchmark no README column shows, of a protocol no README table is about
+    edit_scores(run, lambda d: d["scores"][0].update(benchmark="math500@chat"))
     with pytest.raises(ResultsError, match="score no benchmark of any README table"):
         render_report([run], tmp_path / "out")
 

@@ -28,7 +28,8 @@ def _cached_rows(cache_root: Path) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_same_command_resumes_with_equal_scores(tiny_llama, offline_mirror, tmp_path):
+def test_kill_9_mid_run_then_same_command_resumes_with_equal_scores(tiny_llama, offline_mirror,
+                                                                     tmp_path):
     cmd = [sys.executable, "-m", "kanana_eval.cli.main", "-v", "run", "--model", str(tiny_llama),
            "--data-dir", str(offline_mirror), "--benchmarks", "gsm8k", "--limit", "10",
            "--batch-size", "1"]
@@ -45,7 +46,8 @@ def test_kill_9_mid_run_then_same_command_resumes_with_equal_scores(tiny_llama, 
     proc.wait()
     done_before = _cached_rows(tmp_path / "cache")
     assert 3 <= done_before < 10
-    assert not [p for p in out.glob("*/*") if not p.name.startswith(".")], "a killed run left a finished run"
+    assert not [p for p in out.glob("*/*") if not p.name.startswith(".")], (
+        "a killed run left a finished run")
 
     resumed = subprocess.run([*cmd, "--output-dir", str(out)], env=env, capture_output=True,
                              text=True, timeout=600, check=True)

@@ -1,33 +1,37 @@
-"""`kanana-eval score BENCHMARK FILE`: stored completions scored by the run's own scorers, no model."""
+"""`kanana-eval score BENCHMARK FILE`: stored completions scored by the run's own scorers, no
+model."""
 
 from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from kanana_eval.cli.main import main
+from kanana_eval.data.evalplus_release import load_problems
 from kanana_eval.pipeline.run import summary_line  # noqa: F401  (the CLI prints it)
 from kanana_eval.results.io import load_run, read_jsonl
 from kanana_eval.scoring.answer_rules import gsm8k_target
 
 
 def _gsm8k_rows(mirror, n: int) -> list[dict]:
-    import pandas as pd
-
     (path,) = (mirror / "openai/gsm8k").rglob("test-*.parquet")
     return pd.read_parquet(path).head(n).to_dict("records")
 
 
 def _write(path, rows) -> str:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
     return str(path)
 
 
 def test_gold_completions_score_full_marks_and_the_run_folder_says_where_they_came_from(
         offline_mirror, tmp_path, capsys):
     rows = _gsm8k_rows(offline_mirror, 4)
-    completions = [{"item_id": str(i), "response": f"Let me think. So the answer is \\boxed{{{gsm8k_target(r['answer'])}}}."}
+    completions = [{"item_id": str(i),
+                    "response": "Let me think. So the answer is "
+                                f"\\boxed{{{gsm8k_target(r['answer'])}}}."}
                    for i, r in enumerate(rows)]
     completions[3]["response"] = "I do not know."  # no answer: counted, scored wrong
     file = _write(tmp_path / "gsm8k.jsonl", completions)
@@ -82,14 +86,14 @@ def test_bad_completions_are_one_line_errors_and_write_nothing(offline_mirror, t
 
 
 def test_evalplus_samples_format_is_scored_as_evalplus_reads_it(offline_mirror, tmp_path, capsys):
-    from kanana_eval.data.evalplus_release import load_problems
-
     problems = load_problems("humaneval", version="v0.1.10",
-                             source=offline_mirror / "evalplus/HumanEvalPlus/HumanEvalPlus-v0.1.10.jsonl.gz")
+                             source=offline_mirror
+                             / "evalplus/HumanEvalPlus/HumanEvalPlus-v0.1.10.jsonl.gz")
     p0, p1, p2 = (problems[f"HumanEval/{i}"] for i in (0, 1, 2))
     samples = [
         {"task_id": p0["task_id"], "solution": p0["prompt"] + p0["canonical_solution"]},
-        {"task_id": p1["task_id"], "completion": p1["canonical_solution"]},  # appended to the prompt
+        # a completion is appended to the prompt
+        {"task_id": p1["task_id"], "completion": p1["canonical_solution"]},
         {"task_id": p2["task_id"], "solution": p2["prompt"] + "    return 0\n"},
     ]
     file = _write(tmp_path / "samples.jsonl", samples)

@@ -1,4 +1,5 @@
-"""The instruct protocol end to end: real SmolLM2-135M-Instruct, its chat template, the offline data."""
+"""The instruct protocol end to end: real SmolLM2-135M-Instruct, its chat template, the offline
+data."""
 
 from __future__ import annotations
 
@@ -34,17 +35,20 @@ def test_smollm2_instruct_smoke_run_and_report(offline_mirror, tmp_path, capsys)
         assert spec["generation"]["max_gen_toks"] == 24 and spec["generation"]["do_sample"] is False
         items = read_jsonl(run_dir / "items" / f"{bench}.jsonl", kind="item")
         assert all(i["prompt"].startswith("<|im_start|>") for i in items), bench
-        assert all(i["prompt"].rstrip().endswith(("<|im_start|>assistant", "```python")) for i in items), bench
+        assert all(i["prompt"].rstrip().endswith(("<|im_start|>assistant", "```python"))
+                   for i in items), bench
         assert all(isinstance(i.get("truncated"), bool) for i in items), bench
     # 24 tokens cut nearly every CoT answer: flagged and counted, never silently scored.
     rows = {r["benchmark"]: r for r in scores["scores"]}
     assert rows["mmlu_cot@instruct"]["n_truncated"] >= 1
     assert set(rows["ifeval@instruct"]["metrics"]) == {
-        "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"}
+        "prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
+        "inst_level_loose_acc"}
     assert set(rows["humaneval_plus@instruct"]["metrics"]) == {"pass@1_base", "pass@1_plus"}
     assert manifest["sandbox"]["disk_quota"]["bytes"] > 0  # what the sandbox enforced is recorded
     code = read_jsonl(run_dir / "items" / "humaneval_plus@instruct.jsonl", kind="item")
-    assert all(i["verdict"] in {"passed", "failed", "timeout"} and "plus_status" in i["details"] for i in code)
+    assert all(i["verdict"] in {"passed", "failed", "timeout"} and "plus_status" in i["details"]
+               for i in code)
 
     report_dir = tmp_path / "report"
     assert main(["report", str(run_dir), "--out", str(report_dir)]) == 0

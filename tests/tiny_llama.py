@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 _CORPUS = [
@@ -17,9 +18,19 @@ _CORPUS = [
 
 def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     """Write config, random weights and tokenizer into `folder` (a plain HF model folder)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    import torch  # noqa: PLC0415 - heavy: conftest imports this module in every session
+    from tokenizers import (  # noqa: PLC0415 - heavy: as torch
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
+    from transformers import (  # noqa: PLC0415 - heavy: as torch
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
@@ -53,9 +64,7 @@ CHAT_TEMPLATE = (
 
 def with_chat_template(source: Path, folder: Path) -> Path:
     """A copy of a tiny Llama folder whose tokenizer has a chat template (instruct protocol)."""
-    import shutil
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy: as in build_tiny_llama
 
     shutil.copytree(source, folder, dirs_exist_ok=True)
     tok = AutoTokenizer.from_pretrained(folder)

@@ -17,8 +17,8 @@ def build_varied_llama(tiny_llama: Path, folder: Path, seed: int = 0) -> Path:
     With seed 0 the greedy continuation of "Question: Janet's ducks lay 16 eggs" ends with EOS
     as its 28th token (the batched-generation tests rely on it).
     """
-    import torch
-    from transformers import AutoConfig, LlamaForCausalLM
+    import torch  # noqa: PLC0415 - heavy: conftest imports this module in every session
+    from transformers import AutoConfig, LlamaForCausalLM  # noqa: PLC0415 - heavy: as torch
 
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):

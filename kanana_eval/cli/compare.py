@@ -39,11 +39,13 @@ unless --force is given. Smoke runs can be compared; the output says so.
 
 exit status: 0 nothing regressed, 1 a regression, 2 a usage or data error."""
 
-EPILOG = """\
-examples:
-  kanana-eval compare results/kanana-1.5-8b-base/<run-id> results/my-ckpt/<run-id>
-  kanana-eval compare baseline-run/ my-ckpt --results-dir results --min-drop gsm8k=2.5
-  kanana-eval compare BASE CAND --markdown "$GITHUB_STEP_SUMMARY" --junit junit.xml --json verdict.json"""
+EPILOG = (
+    "examples:\n"
+    "  kanana-eval compare results/kanana-1.5-8b-base/<run-id> results/my-ckpt/<run-id>\n"
+    "  kanana-eval compare baseline-run/ my-ckpt --results-dir results --min-drop gsm8k=2.5\n"
+    '  kanana-eval compare BASE CAND --markdown "$GITHUB_STEP_SUMMARY" --junit junit.xml'
+    " --json verdict.json"
+)
 
 
 def _alpha(value: str) -> float:
@@ -82,31 +84,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `compare` subcommand to the kanana-eval parser."""
     p = subparsers.add_parser(
         "compare", help="regression gate: compare a candidate run with a baseline on paired items",
-        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("baseline", help="baseline run folder, or a model name for its latest run in --results-dir")
-    p.add_argument("candidate", help="candidate run folder, or a model name for its latest run in --results-dir")
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("baseline", help="baseline run folder, or a model name for its latest run in "
+                                    "--results-dir")
+    p.add_argument("candidate", help="candidate run folder, or a model name for its latest run in "
+                                     "--results-dir")
     p.add_argument("--results-dir", default="results",
                    help="where model names are looked up (default: results)")
     p.add_argument("--alpha", type=_alpha, default=None,
                    help="family-wise error rate of the verdicts (default: the protocol's, 0.05)")
-    p.add_argument("--min-drop", action="append", type=_min_drop, default=[], metavar="BENCH=POINTS",
-                   help="minimum meaningful change for a benchmark id (gsm8k@base) or name (gsm8k, all "
-                        "its protocols), in percent points or judge score points; repeatable "
+    p.add_argument("--min-drop", action="append", type=_min_drop, default=[],
+                   metavar="BENCH=POINTS",
+                   help="minimum meaningful change for a benchmark id (gsm8k@base) or name "
+                        "(gsm8k, all its protocols), in percent points or judge score points; "
+                        "repeatable "
                         "(default: the protocol's regression.min_drop)")
     p.add_argument("--force", action="store_true",
                    help="compare even when the runs' data fingerprints or protocol settings differ "
                         "(the outputs list every difference)")
     p.add_argument("--markdown", type=Path, default=None, metavar="PATH",
-                   help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY); appends when PATH is "
-                        "the step summary file")
+                   help="write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY); appends when "
+                        "PATH is the step summary file")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="write the verdict as JSON (format kanana-eval-compare, version 1)")
     p.add_argument("--junit", type=Path, default=None, metavar="PATH",
                    help="write JUnit XML: one test case per benchmark, failed when worse")
     p.add_argument("--bootstrap", type=_positive, default=DEFAULT_BOOTSTRAP, metavar="N",
-                   help=f"bootstrap resamples for intervals and bootstrap tests (default {DEFAULT_BOOTSTRAP})")
+                   help="bootstrap resamples for intervals and bootstrap tests "
+                        f"(default {DEFAULT_BOOTSTRAP})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                   help=f"bootstrap seed; the same seed gives the same numbers (default {DEFAULT_SEED})")
+                   help="bootstrap seed; the same seed gives the same numbers "
+                        f"(default {DEFAULT_SEED})")
     p.set_defaults(handler=run_compare)
 
 

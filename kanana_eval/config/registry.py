@@ -1,4 +1,5 @@
-"""The model registry: names users type (`kanana-1.5-8b-base`, `smollm2-135m-instruct`) to checkpoints."""
+"""The model registry: names users type (`kanana-1.5-8b-base`, `smollm2-135m-instruct`) to
+checkpoints."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def resource_dir(name: str) -> Path:
 
 
 def benchmarks_dir() -> Path:
-    """`kanana_eval/tasks/`: one folder per benchmark (task.yaml, card, data plan), in the package."""
+    """`kanana_eval/tasks/`: one folder per benchmark (task.yaml, card, data plan)."""
     return _PACKAGE_DIR / "tasks"
 
 

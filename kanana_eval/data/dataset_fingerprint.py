@@ -1,7 +1,7 @@
 """Fingerprints that say which data a run used, so two results can be compared honestly.
 
 `dataset_fingerprint(folder)` names the exact bytes of a dataset folder (a mirror built by
-`kanana_eval.mirror`, a fixture, or a `huggingface-cli download --local-dir` copy): sha256 over
+`kanana_eval.data.mirror`, a fixture, or a `huggingface-cli download --local-dir` copy): sha256 over
 the sorted relative paths and the sha256 of each file's content. It ignores mtimes, permissions
 and the `.cache/` folder that `huggingface-cli download --local-dir` keeps its own bookkeeping in
 (timestamps and etags that change on every download).

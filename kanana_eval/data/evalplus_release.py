@@ -30,7 +30,8 @@ def load_problems(dataset: str, *, version: str, source: Path | None = None) -> 
     module, loader = _loader(dataset, version)
     name = f"{_NAMES[dataset]} {version}"
     if source is None:
-        return _call(loader, version, name, "evalplus's download (offline? pass a local release file)")
+        return _call(loader, version, name,
+                     "evalplus's download (offline? pass a local release file)")
     path = Path(source)
     if not path.is_file():
         raise DataUnavailableError(f"{name} release file not found: {path}")
@@ -93,7 +94,7 @@ def _call(loader: Any, version: str, name: str, where: str) -> dict[str, dict]:
 
 
 def _evalplus_version() -> str:
-    from evalplus import __version__  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
+    from evalplus import __version__  # noqa: PLC0415 - heavy: evalplus, only when used
 
     return str(__version__)
 
@@ -107,13 +108,17 @@ def checked_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def release_path(data_dir: Path | None, dataset_id: str, options: dict[str, Any]) -> Path | None:
-    """The release file in a local mirror (DIR/<dataset id>/<release file>); None = evalplus' download."""
+    """The release file in a local mirror (DIR/<dataset id>/<release file>).
+
+    None: evalplus' own download.
+    """
     if data_dir is None:
         return None
     return Path(data_dir) / dataset_id / options["release_file"]
 
 
-def load_task_problems(data_dir: Path | None, dataset_id: str, options: dict[str, Any]) -> dict[str, dict]:
+def load_task_problems(data_dir: Path | None, dataset_id: str,
+                       options: dict[str, Any]) -> dict[str, dict]:
     return load_problems(options["dataset"], version=options["version"],
                          source=release_path(data_dir, dataset_id, options))
 
@@ -124,7 +129,7 @@ def evalplus_dataset(*, data_dir: Path | None, dataset_id: str, options: dict[st
 
     Test inputs stay out of Arrow (they mix types); the scorer reloads them from evalplus.
     """
-    import datasets  # noqa: PLC0415 - heavy: datasets loads only when data is read or written
+    import datasets  # noqa: PLC0415 - heavy: datasets, only when data is read or written
 
     problems = load_task_problems(data_dir, dataset_id, checked_options(options))
     rows = [{"task_id": p["task_id"], "prompt": p["prompt"], "entry_point": p["entry_point"],

@@ -412,7 +412,7 @@ def _load_mt_bench(data_dir: Path | None) -> JudgeBenchData:
 
 def _hub_questions(path: str) -> tuple[list[dict[str, Any]], Any]:
     """KoMT-Bench's train split as FastChat question records (empty `reference` dropped)."""
-    import datasets  # noqa: PLC0415 - heavy: datasets loads only when data is read or written
+    import datasets  # noqa: PLC0415 - heavy: datasets, only when data is read or written
 
     try:
         table = datasets.load_dataset(path, split="train")

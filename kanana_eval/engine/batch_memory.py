@@ -139,12 +139,14 @@ def cgroup_available(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
     return best
 
 
-def available_bytes(device: str, *, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+def available_bytes(device: str, *, cgroup_root: Path = CGROUP_ROOT,
+                    proc_cgroup: Path = PROC_CGROUP) -> int:
     """Memory a new allocation can use now: CUDA's free memory, or the host's (cgroup-aware)."""
     if device.startswith("cuda"):
 
         index = torch.device(device).index
-        free, _total = torch.cuda.mem_get_info(index if index is not None else torch.cuda.current_device())
+        free, _total = torch.cuda.mem_get_info(
+            index if index is not None else torch.cuda.current_device())
         return int(free)
 
     free = int(psutil.virtual_memory().available)
@@ -157,7 +159,8 @@ def max_batch_for(device: str) -> int:
     return GPU_MAX_BATCH if device.startswith("cuda") else CPU_MAX_BATCH
 
 
-def fit_batch(per_row: int, free: int, *, cap: int, fixed: int = 0, safety: float = DEFAULT_SAFETY) -> int:
+def fit_batch(per_row: int, free: int, *, cap: int, fixed: int = 0,
+              safety: float = DEFAULT_SAFETY) -> int:
     """Rows that fit in `safety` of `free` after `fixed` bytes; at least 1, at most `cap`."""
     budget = int(free * safety) - fixed
     if per_row <= 0:

@@ -65,7 +65,8 @@ class Sampling:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any], generation_config: Any) -> Sampling:
-        """What `model.generate(**kwargs)` would use: the request, else the model's config, else HF's defaults."""
+        """What `model.generate(**kwargs)` would use: the request, else the model's config, else
+        HF's defaults."""
         def pick(name: str, default: Any) -> Any:
             if kwargs.get(name) is not None:
                 return kwargs[name]
@@ -73,13 +74,14 @@ class Sampling:
             return default if value is None else value
 
         do_sample = bool(pick("do_sample", False))
-        if not do_sample:  # greedy ignores the warpers' settings: every greedy request shares a batch
+        if not do_sample:  # greedy ignores the warpers' settings: all greedy requests share a batch
             return cls()
         return cls(do_sample=do_sample, temperature=float(pick("temperature", 1.0)),
-                   top_k=pick("top_k", 50), top_p=float(pick("top_p", 1.0)), min_p=pick("min_p", None))
+                   top_k=pick("top_k", 50), top_p=float(pick("top_p", 1.0)),
+                   min_p=pick("min_p", None))
 
     def warpers(self) -> Any:
-        from transformers.generation.logits_process import (  # noqa: PLC0415 - heavy: transformers loads only when a model runs
+        from transformers.generation.logits_process import (  # noqa: PLC0415 - heavy: transformers
             MinPLogitsWarper,
             TemperatureLogitsWarper,
             TopKLogitsWarper,
@@ -130,7 +132,8 @@ class GenerationStats:
     max_active: int = 0
 
     def add(self, other: GenerationStats) -> None:
-        for name in ("prompts", "prefill_tokens", "decode_steps", "decoded_tokens", "padded_positions"):
+        for name in ("prompts", "prefill_tokens", "decode_steps", "decoded_tokens",
+                     "padded_positions"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_active = max(self.max_active, other.max_active)
 
@@ -138,8 +141,9 @@ class GenerationStats:
 class ContinuousBatcher:
     """Decodes prompts with at most `max_active` rows in flight; each row stops on its own."""
 
-    def __init__(self, runner: ModelRunner, *, eos_ids: Sequence[int], decode: Callable[[list[int]], str],
-                 sampling: Sampling, max_active: int, stop_window: int = 8) -> None:
+    def __init__(self, runner: ModelRunner, *, eos_ids: Sequence[int],
+                 decode: Callable[[list[int]], str], sampling: Sampling, max_active: int,
+                 stop_window: int = 8) -> None:
         self.runner = runner
         self.eos_ids = set(int(i) for i in eos_ids)
         self.decode = decode
@@ -151,8 +155,8 @@ class ContinuousBatcher:
         self._stop_tokens: dict[tuple[str, ...], int] = {}
 
     # ------------------------------------------------------------------ public
-    def run(self, prompts: Sequence[Prompt], on_done: Callable[[int, list[int]], None] | None = None,
-            ) -> list[list[int]]:
+    def run(self, prompts: Sequence[Prompt],
+            on_done: Callable[[int, list[int]], None] | None = None) -> list[list[int]]:
         """Generated token ids per prompt (EOS included when it ended the row), prompt order."""
 
         self.prompts = prompts
@@ -225,7 +229,8 @@ class ContinuousBatcher:
         row.position = len(prompt)
         return self._choose(logits[:, -1, :], [row.generated])[0], cache
 
-    def _step(self, cache: Any, mask: torch.Tensor, live: Sequence[_Live], tokens: Sequence[int]) -> list[int]:
+    def _step(self, cache: Any, mask: torch.Tensor, live: Sequence[_Live],
+              tokens: Sequence[int]) -> list[int]:
         """One decoding step for every live row: its last token, its own position, its mask."""
 
         device = self.runner.device
@@ -252,7 +257,8 @@ class ContinuousBatcher:
             return False
         window = self._stop_tokens.get(stops)
         if window is None:
-            window = self._stop_tokens[stops] = self.runner.stop_token_window(stops) + self.stop_window
+            window = self._stop_tokens[stops] = (self.runner.stop_token_window(stops)
+                                                 + self.stop_window)
         tail = self.decode(row.generated[-window:])
         if not any(stop in tail for stop in stops):
             return False

@@ -50,7 +50,7 @@ class EngineConfig:
 
 def cuda_available() -> bool:
     try:
-        import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
+        import torch  # noqa: PLC0415 - heavy: torch, only for a model
 
         return bool(torch.cuda.is_available())
     except ImportError:
@@ -129,13 +129,14 @@ def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
 
 
 def openai_model_args(cfg: EngineConfig, served_max_len: int | None = None) -> dict[str, Any]:
-    """LocalCompletionsAPI arguments: token-id prompts cut by our tokenizer, to the server's context.
+    """LocalCompletionsAPI arguments: token-id prompts cut by our tokenizer to the server's context.
 
     lm-eval truncates prompts to `max_length` (its default is 2048, whatever the server serves),
     so the length is --max-model-len, else the length the server reports, else lm-eval's default.
     """
     if not cfg.base_url:
-        raise EngineError("--backend openai needs --base-url (an OpenAI-compatible /v1/completions)")
+        raise EngineError(
+            "--backend openai needs --base-url (an OpenAI-compatible /v1/completions)")
     url = cfg.base_url.rstrip("/")
     if not url.endswith("/completions"):
         url = f"{url}/completions"
@@ -199,23 +200,27 @@ def _openai_lm_class() -> type:
     requests exception (or a KeyError when the reply lacks the echo/logprobs fields).
     """
 
-    import aiohttp  # noqa: PLC0415 - optional: lm-eval's API extra, only for --backend openai
-    import requests  # noqa: PLC0415 - optional: lm-eval's API extra, only for --backend openai
-    from lm_eval.models.openai_completions import LocalCompletionsAPI  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    import aiohttp  # noqa: PLC0415 - heavy, optional: lm-eval's API extra (--backend openai)
+    import requests  # noqa: PLC0415 - heavy, optional: as aiohttp
+    from lm_eval.models.openai_completions import (  # noqa: PLC0415 - heavy: lm-eval
+        LocalCompletionsAPI,
+    )
 
     class EndpointCompletionsLM(LocalCompletionsAPI):
         def _failure(self, exc: BaseException) -> EngineError:
             attempts = f"after {self.max_retries} attempts"
-            status = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status_code", None)
+            response = getattr(exc, "response", None)
+            status = getattr(exc, "status", None) or getattr(response, "status_code", None)
             if status is not None:
-                reason = getattr(exc, "message", None) or getattr(getattr(exc, "response", None), "reason", "")
+                reason = getattr(exc, "message", None) or getattr(response, "reason", "")
                 what = f"answered HTTP {status} {reason}".rstrip()
             elif isinstance(exc, (KeyError, TypeError, IndexError, ValueError)):
                 what = (f"answered without the fields lm-eval needs ({type(exc).__name__}: {exc}); "
                         "log-likelihood needs echo with logprobs")
             else:
                 what = f"failed: {type(exc).__name__}: {exc}"
-            return EngineError(f"the endpoint {self.base_url} {what} ({attempts}; -v shows lm-eval's log)")
+            return EngineError(
+                f"the endpoint {self.base_url} {what} ({attempts}; -v shows lm-eval's log)")
 
         def model_call(self, *args: Any, **kwargs: Any) -> Any:
             try:
@@ -259,17 +264,20 @@ def preflight(cfg: EngineConfig) -> None:
     if cfg.backend == "hf" and importlib.util.find_spec("accelerate") is None:
         raise EngineError("the hf backend needs `accelerate`: pip install accelerate")
     if cfg.backend == "vllm" and not vllm_installed():
-        raise EngineError("--backend vllm needs vLLM on a GPU machine: pip install 'kanana-eval[vllm]'")
-    if cfg.backend == "vllm" and cfg.data_parallel_size > 1 and importlib.util.find_spec("ray") is None:
-        raise EngineError("--data-parallel-size > 1 needs Ray (lm-eval runs one vLLM replica per Ray "
-                          "actor): pip install 'kanana-eval[vllm]'")
+        raise EngineError(
+            "--backend vllm needs vLLM on a GPU machine: pip install 'kanana-eval[vllm]'")
+    if (cfg.backend == "vllm" and cfg.data_parallel_size > 1
+            and importlib.util.find_spec("ray") is None):
+        raise EngineError("--data-parallel-size > 1 needs Ray (lm-eval runs one vLLM replica per "
+                          "Ray actor): pip install 'kanana-eval[vllm]'")
     if cfg.backend == "openai":
         _require_api_packages()
         served_model_info(check_endpoint(openai_model_args(cfg)["base_url"]), cfg.model)
 
 
 def _require_api_packages() -> None:
-    missing = [m for m in ("aiohttp", "requests", "tenacity") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("aiohttp", "requests", "tenacity")
+               if importlib.util.find_spec(m) is None]
     if missing:
         raise EngineError(f"--backend openai needs {', '.join(missing)} (lm-eval's api extra): "
                           "pip install 'lm-eval[api]'")
@@ -296,7 +304,7 @@ def build_lm(cfg: EngineConfig) -> Any:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc
     if cfg.backend == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+        from lm_eval.models.vllm_causallms import VLLM  # noqa: PLC0415 - heavy: lm-eval
 
         return VLLM(**vllm_model_args(cfg))
     if cfg.backend == "openai":

@@ -32,14 +32,14 @@ class JoinedRequests:
 
 @contextlib.contextmanager
 def joined(lm: Any, requests: Sequence[Any]) -> Iterator[JoinedRequests]:
-    """Within the block, the first `lm.generate_until(reqs)` call computes `reqs + requests` together.
+    """Within the block, the first `lm.generate_until(reqs)` computes `reqs + requests` together.
 
     The call returns only what its caller asked for; the extra outputs land in `outputs`. Works
     for any lm-eval LM (and under lm-eval's CachingLM, which calls the wrapped LM's method).
     When no generation call happens in the block, nothing is computed: the caller falls back
     to a pass of its own.
     """
-    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     state = JoinedRequests(list(requests))
     if not state.requests:

@@ -3,10 +3,13 @@
 `FastHFLM` is lm-eval's own HFLM (same tokenization, truncation, chat templates, request cache)
 with three paths replaced:
 
-* log-likelihood: rows that share a long token prefix run it once (kanana_eval.prefix_reuse);
-* generation: continuous batching in which each row stops on its own (kanana_eval.batched_generation);
-* batch size: `auto` is computed from free memory and sequence length (kanana_eval.batch_memory)
-  instead of lm-eval's detect-by-OOM, which never triggers on a CPU.
+* log-likelihood: rows that share a long token prefix run it once
+  (kanana_eval.engine.prefix_reuse);
+* generation: continuous batching in which each row stops on its own
+  (kanana_eval.engine.batched_generation);
+* batch size: `auto` is computed from free memory and sequence length
+  (kanana_eval.engine.batch_memory) instead of lm-eval's detect-by-OOM, which never triggers on a
+  CPU.
 
 Anything else (rolling log-likelihood, seq2seq models, generation kwargs the loop does not
 reproduce) goes to HFLM's own code. `ModelRunner` holds the model calls and cache surgery both
@@ -47,9 +50,9 @@ log = logging.getLogger("kanana_eval")
 class FastHFLM(HFLM):
     """lm-eval's HFLM, faster: prefix reuse, per-row stopping, a batch size that fits in memory."""
 
-    def __init__(self, pretrained: Any, *, prefix_cache: bool = True, batch_size: int | str = "auto",
-                 batch_cap: int | None = None, min_prefix: int = DEFAULT_MIN_PREFIX,
-                 **kwargs: Any) -> None:
+    def __init__(self, pretrained: Any, *, prefix_cache: bool = True,
+                 batch_size: int | str = "auto", batch_cap: int | None = None,
+                 min_prefix: int = DEFAULT_MIN_PREFIX, **kwargs: Any) -> None:
         from_memory = str(batch_size) == "auto"
         super().__init__(pretrained, batch_size=1 if from_memory else int(batch_size), **kwargs)
         self.prefix_cache = bool(prefix_cache)
@@ -57,7 +60,8 @@ class FastHFLM(HFLM):
         dtype = next(self.model.parameters()).dtype
         self.planner = BatchPlanner(
             ModelShape.from_config(self.model.config), dtype_bytes=dtype.itemsize,
-            device=str(self.device), fixed_size=None if from_memory else int(batch_size), cap=batch_cap)
+            device=str(self.device), fixed_size=None if from_memory else int(batch_size),
+            cap=batch_cap)
         self.runner = ModelRunner.for_model(
             self.model, self.device, autocast_dtype=self.mixed_precision_dtype,
             softmax_dtype=self.softmax_dtype, tokenizer=self.tokenizer)
@@ -128,7 +132,8 @@ class FastHFLM(HFLM):
         return results
 
     # ------------------------------------------------------------------ generation
-    def _generation_plan(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int, Sampling] | None:
+    def _generation_plan(self, gen_kwargs: dict[str, Any],
+                         ) -> tuple[list[str], int, Sampling] | None:
         """(stop strings, token limit, sampling) as HFLM would use them, or None to delegate."""
 
         kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
@@ -195,7 +200,8 @@ class FastHFLM(HFLM):
             for sampling, indices in groups.items():
                 if sampling is None:
                     with self._plain_batch("generate_until_plain", self.max_length):
-                        outputs = super().generate_until([requests[i] for i in indices], disable_tqdm=True)
+                        outputs = super().generate_until([requests[i] for i in indices],
+                                                         disable_tqdm=True)
                     for i, text in zip(indices, outputs, strict=True):
                         results[i] = text
                     bar.update(len(indices))
@@ -218,8 +224,9 @@ class FastHFLM(HFLM):
         for i in indices:
             until, max_gen_toks, _ = plans[i]
             max_ctx_len = self.max_length - max_gen_toks
-            assert max_ctx_len > 0, (f"requested max tokens to generate ({max_gen_toks}) must be less "
-                                     f"than the model's maximum sequence length ({self.max_length})")
+            assert max_ctx_len > 0, (
+                f"requested max tokens to generate ({max_gen_toks}) must be less "
+                f"than the model's maximum sequence length ({self.max_length})")
             ids, _ = self.tok_batch_encode([requests[i].args[0]], left_truncate_len=max_ctx_len,
                                            truncation=self.truncation)
             prompts.append(Prompt(ids[0].tolist(), until, max_gen_toks))

@@ -30,8 +30,8 @@ class ModelRunner:
     _can_pad: bool | None = field(default=None, repr=False)
 
     @classmethod
-    def for_model(cls, model: Any, device: Any, *, autocast_dtype: Any = None, softmax_dtype: Any = None,
-                  tokenizer: Any = None) -> ModelRunner:
+    def for_model(cls, model: Any, device: Any, *, autocast_dtype: Any = None,
+                  softmax_dtype: Any = None, tokenizer: Any = None) -> ModelRunner:
         params = inspect.signature(model.forward).parameters
         cache_arg = "cache" if "cache" in params else "past_key_values"
         return cls(model, device, autocast_dtype, softmax_dtype, tokenizer, cache_arg,
@@ -52,15 +52,16 @@ class ModelRunner:
         extra: dict[str, Any] = {}
         if self.keeps_logits and (by_index or keep):
             extra["logits_to_keep"] = keep if by_index else int(keep)
-        logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids, extra)
+        logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask, position_ids,
+                                       extra)
         if not self.keeps_logits and by_index:
             logits = logits[:, keep.to(logits.device), :]
         elif not self.keeps_logits and keep:
             logits = logits[:, -keep:, :]
         return logits, new_cache
 
-    def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any, position_ids: Any,
-              extra: dict[str, Any]) -> tuple[Any, Any]:
+    def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any,
+              position_ids: Any, extra: dict[str, Any]) -> tuple[Any, Any]:
 
         kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": use_cache, **extra}
         if cache is not None:
@@ -141,10 +142,11 @@ class ModelRunner:
         types = getattr(text, "layer_types", None)
         if types and any(t != "full_attention" for t in types):
             return False
-        if not types and getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", True):
+        if (not types and getattr(text, "sliding_window", None)
+                and getattr(text, "use_sliding_window", True)):
             return False
         try:
-            from transformers.cache_utils import DynamicLayer  # noqa: PLC0415 - heavy: transformers loads only when a model runs
+            from transformers.cache_utils import DynamicLayer  # noqa: PLC0415 - heavy: transformers
         except ImportError:
             return False
         ids = torch.zeros((1, 2), dtype=torch.long, device=self.device)
@@ -182,4 +184,5 @@ class ModelRunner:
         """Tokens that can spell the longest stop string (lm-eval looks back this + 2)."""
         if self.tokenizer is None:
             return max((len(s) for s in stops), default=1)
-        return max((len(self.tokenizer.encode(s, add_special_tokens=False)) for s in stops), default=1)
+        return max((len(self.tokenizer.encode(s, add_special_tokens=False)) for s in stops),
+                   default=1)

@@ -51,7 +51,8 @@ class Group:
     rows: tuple[int, ...]
 
 
-def fed_row(context: Sequence[int], continuation: Sequence[int], max_length: int) -> tuple[int, ...]:
+def fed_row(context: Sequence[int], continuation: Sequence[int],
+            max_length: int) -> tuple[int, ...]:
     """The tokens HFLM feeds for a request: left-truncated to max_length + 1, last one dropped."""
     return tuple((list(context) + list(continuation))[-(max_length + 1):][:-1])
 
@@ -65,7 +66,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def build_rows(requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]], max_length: int) -> list[Row]:
+def build_rows(requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]],
+               max_length: int) -> list[Row]:
     """Distinct fed rows; requests with the same row share one forward, as in HFLM's lookup."""
     rows: dict[tuple[int, ...], Row] = {}
     for index, (_key, context, continuation) in enumerate(requests):
@@ -80,7 +82,8 @@ def build_rows(requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]], max
 
 
 def plan_groups(rows: Sequence[Sequence[int]], limits: Sequence[int], *,
-                min_prefix: int = DEFAULT_MIN_PREFIX, overhead: int = GROUP_OVERHEAD) -> list[Group]:
+                min_prefix: int = DEFAULT_MIN_PREFIX,
+                overhead: int = GROUP_OVERHEAD) -> list[Group]:
     """Groups of rows sharing a prefix, chosen to save the most recomputed tokens.
 
     Sorted rows form a Cartesian tree over their neighbours' shared prefixes (capped by each
@@ -203,7 +206,8 @@ def score_requests(
         if group.prefix:
             stats.groups += 1
             stats.grouped_rows += len(group.rows)
-        stats.tokens_fed += _score_group(runner, requests, rows, group, batch_size, results, on_result)
+        stats.tokens_fed += _score_group(runner, requests, rows, group, batch_size, results,
+                                         on_result)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None], stats
 

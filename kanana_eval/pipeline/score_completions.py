@@ -5,7 +5,8 @@ exactly the scorers of a run. Accepted lines (JSON Lines):
 
 * `{"item_id": ..., "response": ...}` (or `"output"`: a run's own `items/<benchmark>.jsonl`);
 * for HumanEval+ / MBPP+, evalplus' samples format: `{"task_id": ..., "solution": ...}` (used as
-  it is, as evalplus' `evaluate` does) or `{"task_id": ..., "completion": ...}` (prompt + completion).
+  it is, as evalplus' `evaluate` does) or `{"task_id": ..., "completion": ...}` (prompt +
+  completion).
 
 Generation benchmarks replay the responses through lm-eval (a stand-in LM answers each request
 from the file), so filters and metrics are the run's own; with no model there is no chat
@@ -109,7 +110,8 @@ def _doc_ids(spec: BenchmarkSpec, built: list[BuiltTask], wanted: set[str]) -> d
     for bt in built:
         ids[bt.name] = [i for i, doc in enumerate(bt.task.eval_docs)
                         if item_id(spec, bt.subtask, i, doc) in wanted]
-    found = {item_id(spec, bt.subtask, i, bt.task.eval_docs[i]) for bt in built for i in ids[bt.name]}
+    found = {item_id(spec, bt.subtask, i, bt.task.eval_docs[i])
+             for bt in built for i in ids[bt.name]}
     missing = sorted(wanted - found)
     if missing:
         raise ResultsError(f"{len(missing)} item id(s) are not in {spec.id}: "

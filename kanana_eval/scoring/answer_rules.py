@@ -69,7 +69,10 @@ def last_boxed(text: str | None) -> str | None:
 
 @cache
 def _configs() -> tuple[object, ...]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig  # noqa: PLC0415 - heavy: math-verify (sympy) loads only when answers are verified
+    from math_verify import (  # noqa: PLC0415 - heavy: math-verify (sympy), only to verify
+        ExprExtractionConfig,
+        LatexExtractionConfig,
+    )
 
     # The answer is handed over as `\boxed{...}`: LaTeX first with the box preferred, then a plain
     # expression (`1/2`, `0.5`) when the LaTeX parser finds nothing.
@@ -77,7 +80,7 @@ def _configs() -> tuple[object, ...]:
 
 
 def _parse(answer: str) -> list[object]:
-    from math_verify import parse  # noqa: PLC0415 - heavy: math-verify (sympy) loads only when answers are verified
+    from math_verify import parse  # noqa: PLC0415 - heavy: math-verify (sympy), only to verify
 
     return parse(f"\\boxed{{{answer}}}", extraction_config=list(_configs()),
                  parsing_timeout=PARSE_TIMEOUT_S)
@@ -95,7 +98,7 @@ def verify_math(predicted: str | None, gold: str) -> bool:
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("verify_math must run in the main thread: math-verify's timeouts use "
                            "signal.alarm, which other threads cannot set")
-    from math_verify import verify  # noqa: PLC0415 - heavy: math-verify (sympy) loads only when answers are verified
+    from math_verify import verify  # noqa: PLC0415 - heavy: math-verify (sympy), only to verify
 
     gold_parsed, predicted_parsed = _parse(gold), _parse(predicted)
     if not gold_parsed or not predicted_parsed:

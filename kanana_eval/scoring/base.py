@@ -155,7 +155,8 @@ class Scorer:
         chosen = [s for s in samples if s["filter"] == wanted]
         if samples and not chosen:
             raise ConfigError(f"{spec.id}: lm-eval produced no '{wanted}' filter (has {filters})")
-        return [self.build_item(spec, subtask, s) for s in sorted(chosen, key=lambda s: s["doc_id"])]
+        return [self.build_item(spec, subtask, s)
+                for s in sorted(chosen, key=lambda s: s["doc_id"])]
 
     def completion_text(self, row: dict[str, Any]) -> Any:
         """The response in one line of a completions file (`kanana-eval score`), else None."""

@@ -49,7 +49,7 @@ def scorer_for(spec: BenchmarkSpec) -> Scorer:
 
 
 def check_spec(spec: BenchmarkSpec) -> Scorer:
-    """A protocol entry agrees with its task's scorer: known scorer, options, metric, aggregation."""
+    """A protocol entry agrees with its task's scorer: scorer, options, metric, aggregation."""
     where = f"protocols/{spec.protocol}.yaml: benchmark '{spec.id}'"
     try:
         scorer = scorer_for(spec)

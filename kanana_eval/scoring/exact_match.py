@@ -25,5 +25,6 @@ class FilteredExactMatch(Scorer):
         return sample_item(spec, subtask, sample, output=output,
                            extracted=extracted if found else None, target=str(sample["target"]),
                            score=score,
-                           verdict="correct" if score == 1.0 else ("wrong" if found else "no_answer"),
+                           verdict=("correct" if score == 1.0
+                                    else ("wrong" if found else "no_answer")),
                            details={"filter": sample["filter"]})

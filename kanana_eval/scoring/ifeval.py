@@ -5,7 +5,8 @@ prompt, prompt-level strict/loose (one bool) and instruction-level strict/loose 
 instruction). We keep all four per item and aggregate them exactly as lm-eval does: prompt level
 is a mean over prompts, instruction level a micro mean over every instruction of every prompt
 (`agg_inst_level_acc`). The README's IFEval number is the mean of the two strict accuracies.
-The checker counts sentences with NLTK's punkt_tab: see kanana_eval.punkt.ensure_punkt_tab.
+The checker counts sentences with NLTK's punkt_tab: see
+kanana_eval.data.punkt.ensure_punkt_tab.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def _flags(spec: BenchmarkSpec, sample: dict[str, Any], n_instructions: int) -> 
     """lm-eval's four per-prompt metric values, checked for shape (bools, one per instruction)."""
     missing = [m for m in METRICS if m not in sample]
     if missing:
-        raise ConfigError(f"{spec.id}: lm-eval's sample has no {', '.join(missing)} (metrics bypassed?)")
+        raise ConfigError(
+            f"{spec.id}: lm-eval's sample has no {', '.join(missing)} (metrics bypassed?)")
     flags: dict[str, Any] = {}
     for name in METRICS:
         value = sample[name]
@@ -43,7 +45,7 @@ def _flags(spec: BenchmarkSpec, sample: dict[str, Any], n_instructions: int) -> 
 
 
 def ifeval_item(spec: BenchmarkSpec, subtask: str | None, sample: dict[str, Any]) -> Item:
-    """One prompt: score = prompt-level strict (every instruction followed); details keep all four."""
+    """One prompt: score = prompt-level strict (all instructions followed); details: all four."""
     doc = sample["doc"]
     instructions = [str(i) for i in doc["instruction_id_list"]]
     flags = _flags(spec, sample, len(instructions))
@@ -68,7 +70,8 @@ def _counts(items: Sequence[Item], level: str) -> tuple[list[int], list[int], li
 
 
 def ifeval_metrics(items: Sequence[Item]) -> dict[str, float | None]:
-    """lm-eval's four IFEval accuracies (`mean` over prompts; `agg_inst_level_acc` over instructions)."""
+    """lm-eval's four IFEval accuracies (`mean` over prompts, `agg_inst_level_acc` over all
+    instructions)."""
     out: dict[str, float | None] = {}
     for level in ("strict", "loose"):
         prompt, followed, given = _counts(items, level)
@@ -101,7 +104,8 @@ def ifeval_aggregate(items: Sequence[Item]) -> Aggregate:
     if n < 2:
         return Aggregate(value, None, n, {})
     tbar = total / n
-    z = [0.5 * pi + 0.5 * (r + (ki - r * ti) / tbar) for pi, ki, ti in zip(prompt, followed, given, strict=True)]
+    z = [0.5 * pi + 0.5 * (r + (ki - r * ti) / tbar)
+         for pi, ki, ti in zip(prompt, followed, given, strict=True)]
     mean_z = sum(z) / n
     var = sum((x - mean_z) ** 2 for x in z) / (n - 1)
     return Aggregate(value, math.sqrt(var / n), n, {})
@@ -109,7 +113,7 @@ def ifeval_aggregate(items: Sequence[Item]) -> Aggregate:
 
 @register
 class IFEval(Scorer):
-    """lm-eval's IFEval checker per prompt; the headline is the mean of the two strict accuracies."""
+    """lm-eval's IFEval checker per prompt; the headline: the mean of the two strict accuracies."""
 
     name = "ifeval"
     metrics: ClassVar[frozenset[str]] = frozenset({"ifeval_strict_mean"})

@@ -35,7 +35,9 @@ class FunctionRef:
     spec: str
 
     def resolve(self) -> Any:
-        from lm_eval.tasks._yaml_loader import _import_func_in_yml  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+        from lm_eval.tasks._yaml_loader import (  # noqa: PLC0415 - heavy: lm-eval, only for a run
+            _import_func_in_yml,
+        )
 
         return _import_func_in_yml(self.spec, self.base_dir)
 
@@ -53,7 +55,7 @@ class FunctionRef:
 
 
 def lm_eval_tasks_root() -> Path:
-    import lm_eval.tasks  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    import lm_eval.tasks  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     return Path(lm_eval.tasks.__file__).parent
 
@@ -85,7 +87,7 @@ def load_yaml_with_refs(path: Path, _seen: frozenset[Path] = frozenset()) -> dic
 
 @cache
 def _index(folder: str) -> dict[str, Any]:
-    from lm_eval.tasks._index import TaskIndex  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    from lm_eval.tasks._index import TaskIndex  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     root = lm_eval_tasks_root() / folder
     if not root.is_dir():
@@ -95,7 +97,7 @@ def _index(folder: str) -> dict[str, Any]:
 
 def leaf_task_names(name: str, folder: str) -> list[str]:
     """Expand an lm-eval group or tag into its leaf task names, in lm-eval's order."""
-    from lm_eval.tasks._index import Kind  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    from lm_eval.tasks._index import Kind  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     index = _index(folder)
     if name not in index:
@@ -224,7 +226,7 @@ class BuiltTask:
 def build_tasks(spec: BenchmarkSpec, data_dir: Path | None,
                 only: Sequence[str] | None = None) -> list[BuiltTask]:
     """Every leaf lm-eval task of a benchmark (or the `only` ones), its dataset loaded."""
-    from lm_eval.api.task import ConfigurableTask  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    from lm_eval.api.task import ConfigurableTask  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     if spec.task.lm_eval_task is None or spec.task.lm_eval_folder is None:
         leaves = [spec.task.name]

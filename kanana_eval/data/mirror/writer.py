@@ -29,8 +29,8 @@ def write_parquet(
     under the `huggingface` metadata key, as hub Parquet files do. pyarrow writes no timestamps,
     so the same rows give the same bytes.
     """
-    import datasets  # noqa: PLC0415 - heavy: datasets loads only when data is read or written
-    import pyarrow.parquet as pq  # noqa: PLC0415 - heavy: pyarrow loads only to write parquet
+    import datasets  # noqa: PLC0415 - heavy: datasets, only when data is read or written
+    import pyarrow.parquet as pq  # noqa: PLC0415 - heavy: pyarrow, only to write parquet
 
     features = datasets.Features._from_yaml_list(features_yaml)
     table = datasets.Dataset.from_list(rows, features=features).data.table

@@ -195,7 +195,13 @@ def evalplus_status(result: ExecutionResult, n_inputs: int) -> str:
     A child that returned gives (stat, details[:progress]); one that died, hung or was killed
     leaves stat _UNKNOWN, which evalplus reports as "timeout". A disk-quota kill is a failure.
     """
-    from evalplus.eval import _UNKNOWN, FAIL, PASS, TIMEOUT, _mapping  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
+    from evalplus.eval import (  # noqa: PLC0415 - heavy: evalplus, only when used
+        _UNKNOWN,
+        FAIL,
+        PASS,
+        TIMEOUT,
+        _mapping,
+    )
 
     if result.detail.startswith(QUOTA_DETAIL):
         return FAIL
@@ -226,7 +232,10 @@ def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: 
                              expected: list, limits: list[float], atol: float,
                              fast_check: bool) -> list:
     """Runs INSIDE the sandbox child: evalplus's unsafe_execute, its outcome as JSON types."""
-    from evalplus.eval import _UNKNOWN, unsafe_execute  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
+    from evalplus.eval import (  # noqa: PLC0415 - heavy: evalplus, only when used
+        _UNKNOWN,
+        unsafe_execute,
+    )
 
     stat, progress = _Shared(_UNKNOWN), _Shared(0)
     details: list[Any] = [False] * len(inputs)
@@ -237,7 +246,9 @@ def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: 
 
 def _memory_mb() -> int:
     """evalplus's own address-space limit (4 GiB or RAM; EVALPLUS_MAX_MEMORY_BYTES)."""
-    from evalplus.eval import query_maximum_memory_bytes  # noqa: PLC0415 - heavy: evalplus loads only when its data or checker is used
+    from evalplus.eval import (  # noqa: PLC0415 - heavy: evalplus, only when used
+        query_maximum_memory_bytes,
+    )
 
     limit = query_maximum_memory_bytes()
     if limit is None:

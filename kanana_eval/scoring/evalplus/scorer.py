@@ -21,15 +21,18 @@ from kanana_eval.scoring.evalplus.execute import check_solutions
 
 
 def sanitize_completion(completion: str, entry_point: str) -> str:
-    """evalplus' own post-processing of a chat completion (codegen: `sanitize(impl, entrypoint)`)."""
-    from evalplus.sanitize import sanitize  # noqa: PLC0415 - evalplus loads its tooling lazily
+    """evalplus' own post-processing of a chat completion (codegen's
+    `sanitize(impl, entrypoint)`)."""
+    from evalplus.sanitize import (  # noqa: PLC0415 - heavy: evalplus.sanitize loads datasets
+        sanitize,
+    )
 
     return sanitize(completion, entrypoint=entry_point)
 
 
 def release_fingerprint(options: dict[str, Any]) -> str:
     """evalplus' own hash of the release file it downloaded (it names its ground-truth cache)."""
-    from evalplus.data import (  # noqa: PLC0415 - evalplus' data module, only without a mirror
+    from evalplus.data import (  # noqa: PLC0415 - heavy: evalplus.data loads datasets
         get_human_eval_plus_hash,
         get_mbpp_plus_hash,
     )

@@ -5,9 +5,10 @@ then asks turn 2; each turn is sampled at its category's temperature (writing/ro
 stem/humanities 0.1, the rest greedy) with at most 1024 new tokens, and the answer is stripped.
 Here the conversation is rendered with the model's own chat template (the lm-eval LM's
 `apply_chat_template`) and every turn of every question goes through the engine in one batch per
-turn; turn 1 can join the protocol's first generation pass (`first_turn_requests`). Each answer is stored on disk the moment it is made (lm-eval's cache hook), sampled ones
-included: lm-eval's CachingLM never caches sampled generations, but an answer is one draw, kept
-as FastChat keeps its answer file, so a killed run resumes without regenerating or redrawing.
+turn; turn 1 can join the protocol's first generation pass (`first_turn_requests`). Each answer
+is stored on disk the moment it is made (lm-eval's cache hook), sampled ones included: lm-eval's
+CachingLM never caches sampled generations, but an answer is one draw, kept as FastChat keeps
+its answer file, so a killed run resumes without regenerating or redrawing.
 """
 
 from __future__ import annotations
@@ -71,13 +72,14 @@ def _history(question: dict[str, Any], answers: Sequence[str], turn: int,
     return messages
 
 
-def _turn_requests(lm: Any, asked: Sequence[dict[str, Any]], answers: dict[int, list[str]], turn: int,
-                   settings: GenerationSettings) -> tuple[list[str], list[Any]]:
+def _turn_requests(lm: Any, asked: Sequence[dict[str, Any]], answers: dict[int, list[str]],
+                   turn: int, settings: GenerationSettings) -> tuple[list[str], list[Any]]:
     """(rendered prompts, lm-eval generate_until requests) of `turn` for the questions `asked`."""
-    from lm_eval.api.instance import Instance  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    from lm_eval.api.instance import Instance  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
-    prompts = [lm.apply_chat_template(_history(q, answers[q["question_id"]], turn, settings.system_prompt),
-                                      add_generation_prompt=True) for q in asked]
+    prompts = [lm.apply_chat_template(
+                   _history(q, answers[q["question_id"]], turn, settings.system_prompt),
+                   add_generation_prompt=True) for q in asked]
     requests = [Instance(request_type="generate_until", doc=q,
                          arguments=(prompt, settings.gen_kwargs(q["category"])), idx=0,
                          metadata=(f"judge_turn{turn}", q["question_id"], 1))
@@ -88,8 +90,8 @@ def _turn_requests(lm: Any, asked: Sequence[dict[str, Any]], answers: dict[int, 
 def first_turn_requests(lm: Any, questions: Sequence[dict[str, Any]], settings: GenerationSettings,
                         *, cache_path: Path | None = None) -> list[Any]:
     """Turn-1 requests not answered yet: they need no earlier answer, so they can join the
-    protocol's first generation pass (`generation_stage`) instead of waiting for a pass of their own."""
-    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+    protocol's first generation pass (`generation_stage`) instead of waiting for their own."""
+    from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
     _prompts, requests = _turn_requests(lm, questions, {q["question_id"]: [] for q in questions}, 1,
                                         settings)
@@ -105,7 +107,7 @@ def generate_answers(lm: Any, questions: Sequence[dict[str, Any]], settings: Gen
     `ready` holds answers already generated in an earlier pass (keyed by lm-eval's `hash_args`);
     they are stored like fresh ones and not asked again.
     """
-    import torch  # noqa: PLC0415 - heavy: torch loads only when a model runs
+    import torch  # noqa: PLC0415 - heavy: torch, only for a model
 
     store = _AnswerStore(lm, cache_path, ready or {})
     torch.manual_seed(seed)  # sampled categories: reproducible on the same engine and batch size
@@ -141,7 +143,7 @@ class _AnswerStore:
     """Answers already made are read back; new ones are written as each request finishes."""
 
     def __init__(self, lm: Any, cache_path: Path | None, ready: dict[str, str]) -> None:
-        from lm_eval.api.model import CacheHook  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+        from lm_eval.api.model import CacheHook  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
         self.lm, self.db, self.ready = lm, None, ready
         if cache_path is not None:
@@ -154,7 +156,7 @@ class _AnswerStore:
             lm.set_cache_hook(hook)
 
     def generate(self, requests: list[Any]) -> list[str]:
-        from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval loads only when a run needs it
+        from lm_eval.api.model import hash_args  # noqa: PLC0415 - heavy: lm-eval, only for a run
 
         keys = [hash_args("generate_until", r.args) for r in requests]
         db: dict[str, str] | Any = self.db if self.db is not None else {}

@@ -61,10 +61,14 @@ class JudgeError(KananaError):
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """How to reach the judge; defaults follow Kanana (gpt-4o-2024-08-06) and FastChat (T=0, 2048)."""
+    """How to reach the judge.
+
+    Defaults follow Kanana (gpt-4o-2024-08-06) and FastChat (temperature 0, 2048 tokens).
+    """
 
     model: str = "gpt-4o-2024-08-06"
-    base_url: str | None = None  # None: the openai client's default (OPENAI_BASE_URL or api.openai.com)
+    # None: the openai client's default (OPENAI_BASE_URL or api.openai.com)
+    base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8  # max requests in flight
     max_retries: int = 6  # on 429 / 5xx / timeouts / connection errors
@@ -81,7 +85,7 @@ class JudgeConfig:
 
 @dataclass(frozen=True)
 class JudgeRequest:
-    """One judge call; `attempt` 1 is the re-ask after an unparsable judgment (its own cache key)."""
+    """One judge call; `attempt` 1 is the re-ask after an unparsable judgment (own cache key)."""
 
     messages: tuple[dict[str, str], ...]  # OpenAI chat messages (system + user)
     attempt: int = 0
@@ -134,7 +138,7 @@ def _effective_base_url(config: JudgeConfig) -> str | None:
 
 
 def _api_key(config: JudgeConfig) -> str:
-    """The key from `config.api_key_env`; a dummy for a custom base URL (local servers need none)."""
+    """The key in `config.api_key_env`; a dummy for a custom base URL (local servers need none)."""
     key = os.environ.get(config.api_key_env, "").strip()
     if key:
         return key
@@ -189,7 +193,8 @@ class _Cache:
         row = (key, model, request.attempt, json.dumps(list(request.messages), ensure_ascii=False),
                reply.text, reply.prompt_tokens, reply.completion_tokens, time.time())
         with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            self._db.execute(
+                "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def close(self) -> None:
         with self._lock:
@@ -216,7 +221,7 @@ class JudgeClient:
     """Sends judge requests `config.concurrency` at a time, caching every reply in `cache_path`."""
 
     def __init__(self, config: JudgeConfig, cache_path: Path) -> None:
-        import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
+        import openai  # noqa: PLC0415 - heavy: the OpenAI client, only when a judge is asked
 
         preflight(config)
         self.config = config
@@ -244,7 +249,8 @@ class JudgeClient:
         self.close()
 
     def key(self, request: JudgeRequest) -> str:
-        return cache_key(self.config.model, request, self.config.temperature, self.config.max_tokens)
+        return cache_key(self.config.model, request, self.config.temperature,
+                         self.config.max_tokens)
 
     def complete_many(self, requests: Sequence[JudgeRequest], *, progress: bool = True,
                       desc: str = "judge") -> list[JudgeReply]:
@@ -317,7 +323,7 @@ class JudgeClient:
 
     def _judge_error(self, exc: BaseException, done: int, total: int) -> BaseException:
         """One line: what failed, how much is safely cached, and how to resume."""
-        import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
+        import openai  # noqa: PLC0415 - heavy: the OpenAI client, only when a judge is asked
 
         if not isinstance(exc, openai.OpenAIError | JudgeError):
             return exc  # a bug, not an API failure: raise it as is (completed replies are cached)
@@ -343,7 +349,7 @@ class JudgeClient:
 
 def _retryable(exc: BaseException) -> bool:
     """Whether the openai client retried this error (mirrors its `_should_retry` statuses)."""
-    import openai  # noqa: PLC0415 - heavy: the OpenAI client loads only when a judge is asked
+    import openai  # noqa: PLC0415 - heavy: the OpenAI client, only when a judge is asked
 
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500

@@ -92,7 +92,8 @@ def _judge_prompt(prompts: dict[str, dict], name: str) -> dict:
     if record is None:
         raise ConfigError(f"judge prompts lack '{name}' (have: {', '.join(sorted(prompts))})")
     if record.get("type") != "single" or record.get("output_format") != "[[rating]]":
-        raise ConfigError(f"judge prompt '{name}' is not single-answer grading with [[rating]] output")
+        raise ConfigError(
+            f"judge prompt '{name}' is not single-answer grading with [[rating]] output")
     return record
 
 
@@ -142,9 +143,11 @@ def judge_tasks(
         ref = _reference_turns(references, qid) if ref_based else None
         for turn in range(1, n_turns + 1):
             record = _judge_prompt(prompts, PROMPT_NAMES[(ref_based, turn)])
-            user_prompt = record["prompt_template"].format(**_format_fields(question, answer, turn, ref))
+            user_prompt = record["prompt_template"].format(
+                **_format_fields(question, answer, turn, ref))
             tasks.append(JudgeTask(question_id=qid, turn=turn, category=question["category"],
-                                   prompt_name=record["name"], system_prompt=record["system_prompt"],
+                                   prompt_name=record["name"],
+                                   system_prompt=record["system_prompt"],
                                    user_prompt=user_prompt))
     return tasks
 
@@ -189,7 +192,7 @@ class LanguagePenalty:
 
     def language(self, text: str) -> str:
         """py3langid's most probable language code for the text."""
-        import py3langid  # noqa: PLC0415 - heavy: py3langid loads its model only for the KoMT language penalty
+        import py3langid  # noqa: PLC0415 - heavy: py3langid's model, KoMT penalty only
 
         return str(py3langid.classify(text)[0])
 
@@ -332,7 +335,7 @@ def answer_id(model_id: str, question_id: int) -> str:
 
 
 def export_fastchat_answers(items: Iterable[Item], model_id: str) -> list[dict]:
-    """FastChat model_answer/<model_id>.jsonl records, sorted by question_id as FastChat sorts them."""
+    """FastChat model_answer/<model_id>.jsonl records, sorted by question_id as FastChat does."""
     records = []
     for qid, turns in sorted(_turns_by_question(items).items()):
         if sorted(turns) != list(range(1, len(turns) + 1)):
@@ -362,7 +365,8 @@ def export_fastchat_judgments(items: Iterable[Item], model_id: str, judge_model:
             judge = (item.details or {}).get("judge") or {}
             score = item.score if item.verdict == "judged" else FASTCHAT_UNPARSABLE
             records.append({
-                "question_id": qid, "model": model_id, "judge": [judge_model, judge.get("prompt_name")],
+                "question_id": qid, "model": model_id,
+                "judge": [judge_model, judge.get("prompt_name")],
                 "user_prompt": judge.get("user_prompt"), "judgment": judge.get("judgment"),
                 "score": score, "turn": turn,
                 "tstamp": _tstamp(judge, item.details, item.model_extra),

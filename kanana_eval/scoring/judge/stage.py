@@ -3,8 +3,8 @@
 The runner calls `answer_items` with its engine, then `judge_items` unless the run asked for
 answers only; `kanana-eval judge RUN` calls `judge_items` again on a stored run's items, so a run
 can be judged later or re-judged by another judge without regenerating. Judging follows FastChat's
-single-answer grading (kanana_eval.judge_scoring); an unparsable judgment is asked once more
-(a separate cache entry) and, still unparsable, dropped from the score and counted.
+single-answer grading (kanana_eval.scoring.judge.fastchat); an unparsable judgment is asked once
+more (a separate cache entry) and, still unparsable, dropped from the score and counted.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def _item(spec: BenchmarkSpec, data: JudgeBenchData, answer: TurnAnswer) -> Item
 def first_turn_requests(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
                         system_prompt: str | None, cache_path: Path | None) -> list[Any]:
     """Turn-1 requests of the planned questions not answered yet (they can join an earlier pass)."""
-    return pending_first_turns(lm, planned_questions(data, plan), generation_settings(spec, system_prompt),
-                   cache_path=cache_path)
+    return pending_first_turns(lm, planned_questions(data, plan),
+                               generation_settings(spec, system_prompt), cache_path=cache_path)
 
 
 def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[str, int], *,
@@ -123,17 +123,19 @@ def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[
     """
     questions = planned_questions(data, plan)
     settings = generation_settings(spec, system_prompt)
-    answers = generate_answers(lm, questions, settings, cache_path=cache_path, seed=seed, ready=ready)
+    answers = generate_answers(lm, questions, settings, cache_path=cache_path, seed=seed,
+                               ready=ready)
     return [_item(spec, data, a) for a in answers]
 
 
 def judgment_cache() -> Path:
-    """One judgment cache for every run: keyed by (judge model, prompt), so nothing is paid twice."""
+    """One judgment cache for every run, keyed by (judge model, prompt): nothing is paid twice."""
     return cache_dir() / "judgments" / "judgments.sqlite"
 
 
 def _penalty(spec: BenchmarkSpec, options: JudgeOptions) -> LanguagePenalty | None:
-    if not options.language_penalty or spec.task.scorer_options.get("language_penalty") != "optional":
+    if (not options.language_penalty
+            or spec.task.scorer_options.get("language_penalty") != "optional"):
         return None
     return LanguagePenalty()
 
@@ -165,7 +167,8 @@ def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
         if not pending:
             break
         got = client.complete_many([JudgeRequest(t.messages(), attempt) for t in pending],
-                                   progress=progress, desc=f"judge {spec.id}" + (" (re-ask)" if attempt else ""))
+                                   progress=progress,
+                                   desc=f"judge {spec.id}" + (" (re-ask)" if attempt else ""))
         for task, reply in zip(pending, got, strict=True):
             replies[(task.question_id, task.turn)] = reply
             attempts[(task.question_id, task.turn)] = attempt + 1
@@ -193,7 +196,8 @@ def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
         "language_penalty": ({"applied": True, **penalty.describe()} if penalty is not None
                              else {"applied": False}),
         "n_judgments": len(tasks),
-        "n_unparsable": sum(1 for t in tasks if by_key[(t.question_id, t.turn)].verdict == UNPARSABLE),
+        "n_unparsable": sum(1 for t in tasks
+                            if by_key[(t.question_id, t.turn)].verdict == UNPARSABLE),
         "api_calls": client.api_calls(), "cached_replies": n_cached,
         "usage": usage, "cost_usd": estimate_cost_usd(options.client.model, usage["prompt_tokens"],
                                                       usage["completion_tokens"]),
