@@ -44,7 +44,7 @@ PLACEHOLDER = "<varies>"
 # Keys whose values legitimately differ between two runs of the same inputs (see the docstring).
 _VARYING_KEYS = {"run_id", "created_utc", "command", "config_hash", "versions", "timings",
                  "request_cache", "execution_seconds", "task_file_sha256", "judged_from"}
-_PATH_KEYS = {"path", "file", "output_dir", "data_dir", "base_url", "judge_base_url"}
+_PATH_KEYS = {"path", "file", "output_dir", "data_dir", "root", "base_url", "judge_base_url"}
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
 

@@ -296,14 +296,14 @@ def test_real_model_mmlu_agrees_with_plain_lm_eval(model_key, mmlu, single_threa
     assert len(ours) == len(theirs) == len(MMLU_SUBJECTS) * MMLU_QUESTIONS
     worst = 0.0
     for a, b in zip(ours, theirs, strict=True):
-        assert a["item_id"] == b["item_id"]
-        assert len(a["loglikelihoods"]) == len(b["loglikelihoods"]) == 4
-        for x, y in zip(a["loglikelihoods"], b["loglikelihoods"], strict=True):
+        assert a.item_id == b.item_id
+        assert len(a.loglikelihoods) == len(b.loglikelihoods) == 4
+        for x, y in zip(a.loglikelihoods, b.loglikelihoods, strict=True):
             worst = max(worst, abs(x - y))
-            assert abs(x - y) <= TOLERANCE, f"{a['item_id']}: {x} vs {y}"
-        assert a["output"] == b["output"], a["item_id"]
-        assert a["score"] == b["score"]
-    accuracy = [sum(i["score"] for i in items) / len(items) for items in (ours, theirs)]
+            assert abs(x - y) <= TOLERANCE, f"{a.item_id}: {x} vs {y}"
+        assert a.output == b.output, a.item_id
+        assert a.score == b.score
+    accuracy = [sum(i.score for i in items) / len(items) for items in (ours, theirs)]
     assert accuracy[0] == accuracy[1]
     print(f"{model_key}: max |dll| {worst:.2e}, accuracy {accuracy[0]:.2f}, "
           f"ours {ours_s:.1f}s, plain lm-eval {theirs_s:.1f}s")
