@@ -29,6 +29,7 @@ PROTOCOL_ITEMS = {
     "mmlu": 14042, "kmmlu": 35030, "haerae": 1091, "humaneval": 164, "mbpp": 500, "gsm8k": 1319,
     "mt_bench": 80, "komt_bench": 80, "ifeval": 541, "humaneval_plus": 164, "mbpp_plus": 378,
     "gsm8k_boxed": 1319, "math": 5000, "mmlu_cot": 14042, "kmmlu_cot": 35030, "math500": 500,
+    "functionchatbench": 1306,
 }
 CARD = """---
 title: ARC-Challenge

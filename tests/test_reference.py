@@ -443,8 +443,8 @@ def test_reference_only_columns_are_those_no_protocol_runs():
     assert only == {
         "kanana-1.5-base": [],
         "kanana-1.5-base-open": [],
-        "kanana-1.5-instruct": ["FunctionChatBench"],
-        "kanana-1.5-instruct-open": ["FunctionChatBench"],
+        "kanana-1.5-instruct": [],
+        "kanana-1.5-instruct-open": [],
         "kanana-1.0-base": [],
         "kanana-1.0-instruct-following": ["LogicKor", "WildBench"],
         "kanana-1.0-instruct-general": ["HAE-RAE"],

@@ -76,6 +76,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="MT-Bench/KoMT-Bench: store the answers only; judge later with "
                         "`kanana-eval judge RUN`")
     add_judge_options(p)
+    p.add_argument("--functionchat-version", default=None, choices=["571abec", "v2.0.0"],
+                   help="FunctionChat-Bench data version (default 571abec, the last commit "
+                        "before v2.0.0; recorded in the manifest and the item ids)")
+    p.add_argument("--functionchat-judge-model", default=None,
+                   help="FunctionChat-Bench judge (default: the data version's own, "
+                        "gpt-4-0125-preview at 571abec, gpt-4.1-2025-04-14 at v2.0.0)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

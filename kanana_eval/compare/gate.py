@@ -404,7 +404,10 @@ def _benchmark_differences(b: str, base: RunInfo, cand: RunInfo) -> list[str]:
     out = []
     fb, fc = mb["data"]["fingerprint"], mc["data"]["fingerprint"]
     if fb != fc:
-        out.append(f"{b}: data fingerprints differ ({fb} vs {fc})")
+        rb, rc = mb["data"].get("revision"), mc["data"].get("revision")
+        versions = (f"data versions differ ({rb} vs {rc}), so their items cannot be paired; "
+                    if rb != rc and rb and rc else "")
+        out.append(f"{b}: {versions}data fingerprints differ ({fb} vs {fc})")
     spec_b, spec_c = mb.get("spec") or {}, mc.get("spec") or {}
     changed = sorted(k for k in set(spec_b) | set(spec_c) if spec_b.get(k) != spec_c.get(k))
     if changed:

@@ -42,6 +42,8 @@ class RunConfig:
     judge_concurrency: int = 8
     komt_language_penalty: bool = False
     prefix_cache: bool = True
+    functionchat_version: str | None = None  # None: the task's default (571abec)
+    functionchat_judge_model: str | None = None  # None: the data version's own judge model
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,9 +17,11 @@ from pathlib import Path
 from kanana_eval.config.protocol import BenchmarkSpec, load_protocol
 from kanana_eval.config.run_config import RunConfig
 from kanana_eval.core.errors import ResultsError
+from kanana_eval.pipeline import tool_chat
 from kanana_eval.results.io import item_file, load_run_records, read_items
 from kanana_eval.results.records import Item, Manifest, Scores
 from kanana_eval.results.writer import RunWriter, new_run_id
+from kanana_eval.scoring.base import AnswerPath
 from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge import stage as judge_stage
 from kanana_eval.scoring.judge.client import preflight
@@ -69,6 +71,11 @@ def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *,
         output_dir=str(output_dir) if output_dir else str(run_dir.parent.parent))
     judged: dict[str, tuple[list[Item], dict]] = {}
     for spec in specs:
+        if scorer_for(spec).answers is AnswerPath.TOOL_CHAT:  # tool calls: own data and rubrics
+            items = read_items(item_file(run_dir, spec.id))
+            judged[spec.id] = (items, tool_chat.rejudge(spec, items, manifest.benchmarks[
+                spec.id].data, config, options.client, data_dir))
+            continue
         data = judge_stage.load_data(spec, data_dir)
         _check_data(spec, manifest, data)
         items = read_items(item_file(run_dir, spec.id))
@@ -143,6 +150,10 @@ def describe(path: Path) -> str:
             continue
         cost = judge.get("cost_usd")
         turns = {k: "n/a" if v is None else f"{v:.2f}" for k, v in (row.metrics or {}).items()}
+        if "turn_1" not in turns:  # pass rates (tool calls), not 1-10 ratings per turn
+            parts.append(f"{row.benchmark} {100 * row.value:.2f} (n={row.n}, unreadable "
+                         f"{row.n_dropped}, judge {judge['model']}, {judge['api_calls']} calls)")
+            continue
         parts.append(f"{row.benchmark} {row.value:.2f} (turn 1 {turns['turn_1']}, "
                      f"turn 2 {turns['turn_2']}, n={row.n}, dropped {row.n_dropped}, "
                      f"judge {judge['model']}, {judge['api_calls']} calls"

@@ -25,6 +25,7 @@ from kanana_eval.engine.build import (
     resolve_dtype,
 )
 from kanana_eval.engine.generation_stage import joined
+from kanana_eval.pipeline import tool_chat
 from kanana_eval.pipeline.collect import (
     cap_generation,
     chat_template_record,
@@ -55,6 +56,10 @@ def judge_options(config: RunConfig) -> judge_stage.JudgeOptions:
 
 def _judged(spec: BenchmarkSpec) -> bool:
     return scorer_for(spec).answers is AnswerPath.JUDGED_TURNS
+
+
+def _tool_chat(spec: BenchmarkSpec) -> bool:
+    return scorer_for(spec).answers is AnswerPath.TOOL_CHAT
 
 
 def run(config: RunConfig) -> list[Path]:
@@ -109,6 +114,8 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     t = time.time()
     lm_specs = [spec for spec in specs if not _judged(spec)]
     judged = [spec for spec in specs if _judged(spec)]
+    tool_specs = [spec for spec in lm_specs if _tool_chat(spec)]  # chat with tools, own data
+    lm_specs = [spec for spec in lm_specs if not _tool_chat(spec)]
     for spec in specs:
         scorer_for(spec).prepare(spec)
     built = {spec.id: build_tasks(spec, data_dir) for spec in lm_specs}
@@ -116,6 +123,8 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
             for spec in lm_specs}
     judge_data = {spec.id: judge_stage.load_data(spec, data_dir) for spec in judged}
     data.update({spec.id: judge_stage.data_record(spec, judge_data[spec.id]) for spec in judged})
+    tool_jobs = {spec.id: tool_chat.prepare(spec, config, data_dir) for spec in tool_specs}
+    data.update({spec.id: tool_chat.data_record(tool_jobs[spec.id]) for spec in tool_specs})
     timings["load_data_s"] = time.time() - t
 
     plan, available = plan_limits(lm_specs, built, config.limit)
@@ -123,6 +132,9 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
         built[spec.id] = []
         plan[spec.id] = judge_stage.plan_questions(judge_data[spec.id], config.limit)
         available[spec.id] = len(judge_data[spec.id].questions)
+    for spec in tool_specs:
+        built[spec.id], plan[spec.id] = [], tool_jobs[spec.id].plan
+        available[spec.id] = tool_jobs[spec.id].available
 
     t = time.time()
     lm = build_lm(engine)
@@ -147,6 +159,10 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
             system_prompt=load_protocol(spec.protocol).system_prompt, cache_path=cache_path,
             seed=config.seed, ready=stage_one.outputs)
         flag_truncation(lm, [spec], items)
+    for spec in tool_specs:
+        items[spec.id], engine_record.setdefault("tool_chat", {})[spec.id] = tool_chat.answer(
+            tool_jobs[spec.id], lm, engine, cache_path)
+        flag_truncation(lm, [spec], items)
     timings["inference_and_scoring_s"] = time.time() - t
     engine_record["chat_template"] = chat_template_record(lm, specs)
     engine_record["generation_stages"] = {
@@ -161,6 +177,11 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
             judges[spec.id] = judge_stage.judge_items(spec, items[spec.id], judge_data[spec.id],
                                                       judge_options(config))
         timings["judge_s"] = time.time() - t
+    for spec in tool_specs:  # exact match always; the rubric judge unless --no-judge
+        t = time.time()
+        judges[spec.id] = tool_chat.judge(tool_jobs[spec.id], items[spec.id], config,
+                                          judge_options(config).client)
+        timings[f"judge_{spec.id}_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 
     outcomes = [BenchmarkOutcome(spec=spec, items=items[spec.id], data=data[spec.id],

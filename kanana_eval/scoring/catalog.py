@@ -23,6 +23,7 @@ from kanana_eval.scoring import (  # noqa: F401
 from kanana_eval.scoring.base import AnswerPath, Scorer, registered
 from kanana_eval.scoring.evalplus import scorer as evalplus_scorer  # noqa: F401
 from kanana_eval.scoring.judge import scorer as judge_scorer  # noqa: F401
+from kanana_eval.scoring.tool_calls import scorer as tool_calls_scorer  # noqa: F401
 
 
 def scorer_names() -> list[str]:

@@ -1,0 +1,1 @@
+"""FunctionChat-Bench (kakao/FunctionChat-Bench): the data loader of its two versions."""
