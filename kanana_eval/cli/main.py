@@ -18,13 +18,14 @@ from kanana_eval.cli import (
     rerun,
     run,
     score,
+    serve,
 )
 from kanana_eval.cli import compare as compare_command
 from kanana_eval.core.errors import KananaError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 COMMANDS = (run, score, judge, fastchat_export, models, benchmarks, rerun, report,
-            compare_command, data)
+            compare_command, data, serve)
 
 EPILOG = """\
 examples:

@@ -62,6 +62,8 @@ def add_judge_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-concurrency", type=count(1), default=8,
                    help="judge requests in flight (default 8); 429/5xx/timeouts back off and "
                         "retry")
+    g.add_argument("--judge-max-tokens", type=count(1), default=2048,
+                   help="judge reply limit (default 2048, FastChat's for OpenAI judges)")
     g.add_argument("--komt-language-penalty", action="store_true",
                    help="KoMT-Bench: square-root the score of an answer not in Korean, as the "
                         "KoMT-Bench repository does (questions 138, 140 exempt); off by default, "

@@ -66,6 +66,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="vLLM data parallel replicas")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
                    help="vLLM memory fraction")
+    p.add_argument("--enforce-eager", action="store_true",
+                   help="vLLM: no CUDA graphs or torch.compile (quicker start; docs/vllm.md)")
     p.add_argument("--max-gen-toks", type=count(1), default=None,
                    help="lower every benchmark's new-token limit to N (smoke runs on CPU); "
                         "recorded, generations cut by it are flagged, and the run is marked as a "

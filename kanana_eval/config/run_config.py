@@ -33,6 +33,7 @@ class RunConfig:
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
+    enforce_eager: bool = False  # vLLM: no CUDA graphs or torch.compile (a quicker start)
     use_cache: bool = True
     execution_workers: int | None = None
     max_gen_toks: int | None = None
@@ -40,6 +41,7 @@ class RunConfig:
     judge_model: str = "gpt-4o-2024-08-06"
     judge_base_url: str | None = None
     judge_concurrency: int = 8
+    judge_max_tokens: int = 2048  # FastChat's limit for OpenAI judges
     komt_language_penalty: bool = False
     prefix_cache: bool = True
     functionchat_version: str | None = None  # None: the task's default (571abec)

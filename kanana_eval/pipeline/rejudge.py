@@ -67,6 +67,7 @@ def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *,
     config = dataclasses.replace(
         config, judge=True, judge_model=options.client.model,
         judge_base_url=options.client.base_url, judge_concurrency=options.client.concurrency,
+        judge_max_tokens=options.client.max_tokens,
         komt_language_penalty=options.language_penalty,
         output_dir=str(output_dir) if output_dir else str(run_dir.parent.parent))
     judged: dict[str, tuple[list[Item], dict]] = {}

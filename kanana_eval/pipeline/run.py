@@ -50,7 +50,7 @@ def judge_options(config: RunConfig) -> judge_stage.JudgeOptions:
     """The judge a run (or `judge` command) asked for."""
     return judge_stage.JudgeOptions(
         JudgeConfig(model=config.judge_model, base_url=config.judge_base_url,
-                    concurrency=config.judge_concurrency),
+                    concurrency=config.judge_concurrency, max_tokens=config.judge_max_tokens),
         language_penalty=config.komt_language_penalty)
 
 
@@ -93,7 +93,7 @@ def engine_config(config: RunConfig, load_name: str) -> EngineConfig:
         tensor_parallel_size=config.tensor_parallel_size,
         data_parallel_size=config.data_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
-        prefix_cache=config.prefix_cache,
+        prefix_cache=config.prefix_cache, enforce_eager=config.enforce_eager,
     )
 
 
