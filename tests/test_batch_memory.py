@@ -6,17 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from kanana_eval.data.offline_models import ensure_hf_folder
 from kanana_eval.engine.batch_memory import (
     CPU_MAX_BATCH,
     GPU_MAX_BATCH,
     BatchPlanner,
+    Layout,
     ModelShape,
     available_bytes,
+    batch_bytes,
     cgroup_available,
-    fit_batch,
+    fit_rows,
     max_batch_for,
-    row_bytes,
 )
+from tools.bench.memory import ESTIMATE_TOLERANCE, measure_model, within_tolerance
 
 GiB = 1 << 30
 # SmolLM2-135M's shape: 30 layers, 576 hidden, 3 KV heads of 64.
@@ -24,36 +27,89 @@ SMOL = ModelShape(layers=30, hidden=576, intermediate=1536, heads=9, kv_heads=3,
                   vocab=49152)
 
 
-# ----------------------------------------------------------------------------- fit_batch
-def test_fit_batch_is_at_least_one_and_at_most_the_cap():
-    assert fit_batch(per_row=10 * GiB, free=GiB, cap=16) == 1  # nothing fits: still one row
-    assert fit_batch(per_row=1, free=GiB, cap=16) == 16
-    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16) == 4  # half of 8 GiB by default
-    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16, safety=1.0) == 8
-    assert fit_batch(per_row=GiB, free=8 * GiB, cap=16, fixed=2 * GiB) == 2
-    assert fit_batch(per_row=GiB, free=GiB, cap=16, fixed=10 * GiB) == 1  # negative budget
-    assert fit_batch(per_row=0, free=0, cap=7) == 7
+GEMMA = ModelShape(layers=18, hidden=640, intermediate=2048, heads=4, kv_heads=1, head_dim=256,
+                   vocab=262144, sliding_window=512, sliding_layers=15)
+
+
+def _linear(per_row: int):
+    return lambda rows: rows * per_row
+
+
+# ----------------------------------------------------------------------------- fit_rows
+def test_fit_rows_is_at_least_one_and_at_most_the_cap():
+    assert fit_rows(_linear(10 * GiB), GiB, cap=16) == 1  # nothing fits: still one row
+    assert fit_rows(_linear(1), GiB, cap=16) == 16
+    assert fit_rows(_linear(GiB), 8 * GiB, cap=16) == 4  # half of 8 GiB by default
+    assert fit_rows(_linear(GiB), 8 * GiB, cap=16, safety=1.0) == 8
+    assert fit_rows(_linear(GiB), 8 * GiB, cap=16, fixed=2 * GiB) == 2
+    assert fit_rows(_linear(GiB), GiB, cap=16, fixed=10 * GiB) == 1  # negative budget
+    assert fit_rows(_linear(0), 0, cap=7) == 7
+
+
+def test_fit_rows_handles_a_cost_that_grows_faster_than_the_rows():
+    """The packed path's mask grows with the square of its tokens: the search is not a division."""
+    assert fit_rows(lambda r: r * r * GiB, 50 * GiB, cap=16, safety=1.0) == 7
+    assert fit_rows(lambda r: r * r * GiB, 48 * GiB, cap=16, safety=1.0) == 6
 
 
 @pytest.mark.parametrize("free", [0, 1, 10**6, 10**9, 10**12, 10**15])
 @pytest.mark.parametrize("per_row", [1, 10**5, 10**8, 10**11])
-def test_fit_batch_bounds_hold_everywhere(free, per_row):
-    size = fit_batch(per_row=per_row, free=free, cap=CPU_MAX_BATCH)
+def test_fit_rows_bounds_hold_everywhere(free, per_row):
+    size = fit_rows(_linear(per_row), free, cap=CPU_MAX_BATCH)
     assert 1 <= size <= CPU_MAX_BATCH
     if size > 1:
         assert size * per_row <= free // 2  # what it chose does fit in the safe share
 
 
-# ----------------------------------------------------------------------------- row_bytes
-def test_row_bytes_grows_with_every_kind_of_token():
-    base = row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=4, dtype_bytes=4)
-    assert row_bytes(SMOL, cached_tokens=1000, new_tokens=50, kept_logits=4, dtype_bytes=4) > base
-    assert row_bytes(SMOL, cached_tokens=100, new_tokens=500, kept_logits=4, dtype_bytes=4) > base
-    assert row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=40, dtype_bytes=4) > base
-    assert row_bytes(SMOL, cached_tokens=100, new_tokens=50, kept_logits=4, dtype_bytes=2) < base
-    # at least the KV cache (twice: the copy a concatenation makes) and the fp32 kept logits
-    kv = 2 * SMOL.kv_bytes_per_token(4) * 150
-    assert base >= kv + 4 * SMOL.vocab * 4
+# ----------------------------------------------------------------------------- batch_bytes
+@pytest.mark.parametrize("layout", list(Layout))
+def test_batch_bytes_grows_with_every_kind_of_token(layout):
+    def cost(**changed):
+        args = {"rows": 4, "cached": 100, "new": 50, "kept": 4, "dtype_bytes": 4} | changed
+        rows = args.pop("rows")
+        return batch_bytes(SMOL, layout, rows, **args)
+
+    base = cost()
+    assert cost(rows=8) > base
+    assert cost(cached=1000) > base
+    assert cost(new=500) > base
+    assert cost(kept=40) > base
+    assert cost(dtype_bytes=2) < base
+
+
+def test_kept_logits_of_a_large_vocabulary_dominate_a_padded_batch():
+    """The 22 GB run: 16 rows keeping 400 positions of a 262k vocabulary in fp32 is ~13 GiB of
+    logits (projection and log-softmax); keeping one position per row is a few MiB."""
+    wide = batch_bytes(GEMMA, Layout.PADDED, 16, cached=0, new=800, kept=400, dtype_bytes=4)
+    narrow = batch_bytes(GEMMA, Layout.PADDED, 16, cached=0, new=800, kept=1, dtype_bytes=4)
+    logits = 16 * 400 * GEMMA.vocab * (4 + 4)
+    assert wide - narrow == logits - 16 * GEMMA.vocab * 8
+    assert wide > 12 * GiB and narrow < GiB
+
+
+def test_a_sliding_layer_caches_only_its_window_of_the_prefix():
+    assert GEMMA.cache_tokens(cached=2000, new=10) == 3 * 2010 + 15 * (511 + 10)
+    assert GEMMA.cache_tokens(cached=100, new=10) == 18 * 110
+    assert SMOL.cache_tokens(cached=2000, new=10) == 30 * 2010  # no window: everything
+    longer = batch_bytes(GEMMA, Layout.PADDED, 16, cached=4000, new=60, kept=1, dtype_bytes=4)
+    window = batch_bytes(GEMMA, Layout.PADDED, 16, cached=600, new=60, kept=1, dtype_bytes=4)
+    full = ModelShape(**{**vars(GEMMA), "sliding_window": None, "sliding_layers": 0})
+    # the prefix past the window costs only the full-attention layers' cache and the attention
+    assert longer < batch_bytes(full, Layout.PADDED, 16, cached=4000, new=60, kept=1,
+                                dtype_bytes=4)
+    assert longer > window
+
+
+def test_a_padded_batch_without_a_prefix_keeps_no_cache():
+    """use_cache is off when there is no prefix: the cost is linear in the rows."""
+    one = batch_bytes(SMOL, Layout.PADDED, 1, cached=0, new=300, kept=1, dtype_bytes=4)
+    assert batch_bytes(SMOL, Layout.PADDED, 8, cached=0, new=300, kept=1, dtype_bytes=4) == 8 * one
+
+
+def test_the_packed_mask_grows_with_the_square_of_the_packed_tokens():
+    def packed(rows):
+        return batch_bytes(SMOL, Layout.PACKED, rows, cached=500, new=100, kept=1, dtype_bytes=4)
+    assert packed(16) - packed(8) > 2 * (packed(8) - packed(4)) * 0.99
 
 
 def test_kv_bytes_per_token_is_keys_and_values_of_every_layer():
@@ -75,8 +131,10 @@ def test_model_shape_from_configs():
     gemma = ModelShape.from_config(Gemma3TextConfig(hidden_size=640, num_hidden_layers=18,
                                                     num_attention_heads=4, num_key_value_heads=1,
                                                     head_dim=256, intermediate_size=2048,
-                                                    vocab_size=262144))
+                                                    vocab_size=262144, sliding_window=512))
     assert gemma.head_dim == 256 and gemma.kv_heads == 1 and gemma.vocab == 262144
+    assert gemma.sliding_window == 512 and gemma.sliding_layers == 15  # 5 local : 1 global
+    assert llama.sliding_window is None and llama.sliding_layers == 0
 
 
 def test_model_shape_from_the_tiny_llama_folder(tiny_llama):
@@ -92,8 +150,10 @@ def test_planner_fixed_size_wins_over_memory():
                            free_memory=lambda _d: 0)
     assert planner.choose("loglikelihood", cached_tokens=10**6, new_tokens=10**6,
                           kept_logits=10) == 3
-    assert planner.describe() == {"mode": "fixed", "fixed_size": 3, "cap": CPU_MAX_BATCH,
-                                  "safety": 0.5, "chosen": {}}
+    record = planner.describe()
+    assert record.pop("peak_rss_mib") > 0
+    assert record == {"mode": "fixed", "fixed_size": 3, "cap": CPU_MAX_BATCH, "safety": 0.5,
+                      "chosen": {}}
 
 
 def test_planner_memory_mode_with_tiny_free_memory_gives_one():
@@ -127,10 +187,31 @@ def test_planner_describe_records_every_decision():
     planner.choose("generate_until", cached_tokens=600, new_tokens=1, kept_logits=1)
     record = planner.describe()
     assert record["mode"] == "memory" and record["fixed_size"] is None
-    assert record["chosen"] == {
-        "loglikelihood": {"min": 1, "max": CPU_MAX_BATCH, "decisions": 2},
-        "generate_until": {"min": CPU_MAX_BATCH, "max": CPU_MAX_BATCH, "decisions": 1},
-    }
+    chosen = record["chosen"]
+    assert {kind: (c["min"], c["max"], c["decisions"]) for kind, c in chosen.items()} == {
+        "loglikelihood": (1, CPU_MAX_BATCH, 2), "generate_until": (CPU_MAX_BATCH, CPU_MAX_BATCH, 1)}
+    largest = planner.estimate(Layout.PADDED, CPU_MAX_BATCH, cached_tokens=500, new_tokens=100,
+                               kept_logits=4)
+    assert chosen["loglikelihood"]["max_estimate_mib"] == round(largest / (1 << 20))
+
+
+def test_planner_shrinks_the_next_batch_when_memory_gets_scarce():
+    """Asked before every batch: the same batch shape gets fewer rows once memory is taken."""
+    free = [8 * GiB]
+    planner = BatchPlanner(GEMMA, dtype_bytes=4, device="cpu", free_memory=lambda _d: free[0])
+    shape = {"cached_tokens": 600, "new_tokens": 60, "kept_logits": 1}
+    roomy = planner.choose("loglikelihood", **shape)
+    free[0] = GiB // 4
+    tight = planner.choose("loglikelihood", **shape)
+    assert 1 < tight < roomy == CPU_MAX_BATCH
+    assert planner.estimate(Layout.PADDED, tight, **shape) <= GiB // 8
+    assert planner.estimate(Layout.PADDED, tight + 1, **shape) > GiB // 8
+
+
+def test_planner_counts_the_fixed_part_and_the_layout():
+    planner = BatchPlanner(SMOL, dtype_bytes=4, device="cpu", free_memory=lambda _d: 2 * GiB)
+    shape = {"cached_tokens": 2000, "new_tokens": 1, "kept_logits": 1, "layout": Layout.DECODE}
+    assert planner.choose("g", **shape, fixed=int(0.9 * GiB)) < planner.choose("g", **shape)
 
 
 def test_planner_asks_for_the_memory_of_its_device():
@@ -224,3 +305,20 @@ def test_available_bytes_takes_the_cgroup_limit(tmp_path):
 
 def test_available_bytes_on_this_machine_is_positive():
     assert available_bytes("cpu") > 0
+
+
+# ----------------------------------------------------------------------------- real models (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("model_key", ["smollm2-135m-instruct", "gemma-3-270m"])
+def test_estimate_is_within_1_3x_of_the_measured_peak(model_key, single_thread):
+    """One batch per layout the model runs (SmolLM2 packs suffixes; Gemma's sliding window pads
+    them, on a prefix longer than its window): the planner's estimate against the kernel's
+    peak-RSS mark of that batch alone."""
+    results = measure_model(str(ensure_hf_folder(model_key)))
+    for result in results:
+        print(model_key, result)
+    layouts = {r["layout"] for r in results}
+    assert layouts == ({"padded"} if model_key == "gemma-3-270m" else {"padded", "packed"})
+    assert all(r["peak_mib"] >= 50 for r in results), "too small a batch to measure"
+    bad = [r for r in results if not within_tolerance(r)]
+    assert not bad, f"estimate off by more than {ESTIMATE_TOLERANCE}x: {bad}"

@@ -32,7 +32,7 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
-from kanana_eval.engine.batch_memory import BatchPlanner, ModelShape
+from kanana_eval.engine.batch_memory import BatchPlanner, Layout, ModelShape
 from kanana_eval.engine.batched_generation import (
     SUPPORTED_KWARGS,
     ContinuousBatcher,
@@ -119,8 +119,10 @@ class FastHFLM(HFLM):
             bar.update(1)
 
         def batch_size(prefix: int, suffix: int, kept: int) -> int:
+            # the layout prefix_reuse runs the batch in: packed on a prefix when the layers allow
+            layout = Layout.PACKED if prefix and self.runner.can_pad_batches else Layout.PADDED
             return self.planner.choose("loglikelihood", cached_tokens=prefix, new_tokens=suffix,
-                                       kept_logits=kept)
+                                       kept_logits=kept, layout=layout)
 
         try:
             results, stats = score_requests(self.runner, requests, max_length=self.max_length,
@@ -234,8 +236,12 @@ class FastHFLM(HFLM):
                        key=lambda k: (-len(prompts[k].tokens), requests[indices[k]].args[0]))
         ordered = [prompts[k] for k in order]
         longest = max(len(p.tokens) + p.max_new_tokens for p in ordered)
-        rows = self.planner.choose("generate_until", cached_tokens=longest,
-                                   new_tokens=1, kept_logits=1)
+        # each prompt is prefilled alone before it joins: that forward comes on top of the batch
+        prefill = self.planner.estimate(Layout.PADDED, 1, cached_tokens=0,
+                                        new_tokens=max(len(p.tokens) for p in ordered),
+                                        kept_logits=1)
+        rows = self.planner.choose("generate_until", cached_tokens=longest, new_tokens=1,
+                                   kept_logits=1, layout=Layout.DECODE, fixed=prefill)
 
         def decode(tokens: list[int]) -> str:
             return self.tokenizer.decode(tokens, skip_special_tokens=False)

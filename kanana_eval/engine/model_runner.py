@@ -60,6 +60,42 @@ class ModelRunner:
             logits = logits[:, -keep:, :]
         return logits, new_cache
 
+    def logits_at(self, input_ids: Any, rows: Any, positions: Any, *, cache: Any = None,
+                  use_cache: bool = False, attention_mask: Any = None,
+                  position_ids: Any = None) -> tuple[Any, Any]:
+        """(logits at the (row, position) pairs only, shape (pairs, vocab); the cache after).
+
+        A right-padded batch scores a few positions per row, at different places in each row:
+        `logits_to_keep` can only keep the same positions of every row, which for rows of unequal
+        length means most of the batch and, with a 262k vocabulary, gigabytes of logits. So the
+        hidden states are gathered at the pairs on their way into the output projection (a
+        pre-hook on it), and only those rows are projected: the same per-position computation.
+        A model whose output projection is not called on (batch, length, hidden) states gets the
+        full logits indexed afterwards instead.
+        """
+        head = self.model.get_output_embeddings() if hasattr(
+            self.model, "get_output_embeddings") else None
+        rows = rows.to(input_ids.device)
+        positions = positions.to(input_ids.device)
+        gathered: list[bool] = []
+
+        def gather(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            hidden = args[0] if args else None
+            if (gathered or not isinstance(hidden, torch.Tensor) or hidden.dim() != 3
+                    or tuple(hidden.shape[:2]) != tuple(input_ids.shape)):
+                return None
+            gathered.append(True)
+            return (hidden[rows, positions][None], *args[1:])
+
+        handle = head.register_forward_pre_hook(gather) if head is not None else None
+        try:
+            logits, new_cache = self._call(input_ids, cache, use_cache, attention_mask,
+                                           position_ids, {})
+        finally:
+            if handle is not None:
+                handle.remove()
+        return (logits[0] if gathered else logits[rows, positions]), new_cache
+
     def _call(self, input_ids: Any, cache: Any, use_cache: bool, attention_mask: Any,
               position_ids: Any, extra: dict[str, Any]) -> tuple[Any, Any]:
 

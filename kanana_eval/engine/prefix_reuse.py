@@ -226,12 +226,17 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
                               device=runner.device)
         _, cache = runner.forward(prefix, use_cache=True, keep=1)
         fed += group.prefix
-    longest = len(rows[members[0]].tokens) - group.prefix
     widest_kept = max(len(rows[i].tokens) - rows[i].limit for i in members)
-    size = max(1, batch_size(group.prefix, longest, widest_kept))
     packed = cache is not None and runner.can_pad_batches
+    after_oom: int | None = None  # the size a GPU out-of-memory error left, never exceeded again
     start = 0
     while start < len(members):
+        # asked before every batch, for the longest row left (rows run longest first): memory
+        # that got scarcer since the last batch shrinks this one
+        longest = len(rows[members[start]].tokens) - group.prefix
+        size = max(1, batch_size(group.prefix, longest, widest_kept))
+        if after_oom is not None:
+            size = min(size, after_oom)
         chunk = members[start:start + size]
         if packed:  # the block mask grows with the square of the packed length: bound it
             chunk = _within_tokens(chunk, [len(rows[i].tokens) - group.prefix for i in chunk],
@@ -243,7 +248,7 @@ def _score_group(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
             if size == 1 or not runner.is_out_of_memory(exc):
                 raise
             runner.release_memory()
-            size = max(1, size // 2)
+            after_oom = max(1, size // 2)
             continue
         start += len(chunk)
     return fed
@@ -271,26 +276,16 @@ def _score_chunk(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[int
     batch = torch.zeros((len(chunk), width), dtype=torch.long)
     for r, suffix in enumerate(suffixes):
         batch[r, :len(suffix)] = torch.tensor(suffix, dtype=torch.long)
-    # Scored positions lie at the end of each row; keep the last `kept` positions of the batch.
-    kept = width - min(rows[i].limit - prefix for i in chunk)
+    # Scored positions of each row: from its first scored position to its end. Only these are
+    # projected onto the vocabulary, whatever the padding between rows.
+    spans = [(rows[i].limit - prefix, len(suffixes[r])) for r, i in enumerate(chunk)]
+    row_index = torch.cat([torch.full((b - a,), r, dtype=torch.long)
+                           for r, (a, b) in enumerate(spans)])
+    positions = torch.cat([torch.arange(a, b) for a, b in spans])
     past = runner.expand_cache(cache, len(chunk)) if cache is not None else None
-    logits, _ = runner.forward(batch.to(runner.device), cache=past, use_cache=past is not None,
-                               keep=kept)
-    logprobs = F.log_softmax(logits, dim=-1, dtype=runner.softmax_dtype)
-    greedy = logprobs.argmax(dim=-1)
-    for r, index in enumerate(chunk):
-        row = rows[index]
-        end = len(row.tokens) - prefix - (width - kept)  # row's last position, in kept coordinates
-        for request_index in row.requests:
-            key, _context, continuation = requests[request_index]
-            n = len(continuation)
-            cont = torch.tensor(continuation, dtype=torch.long, device=logprobs.device)
-            picked = logprobs[r, end - n:end]
-            answer = (float(torch.gather(picked, 1, cont.unsqueeze(-1)).sum()),
-                      bool((greedy[r, end - n:end] == cont).all()))
-            results[request_index] = answer
-            if on_result is not None:
-                on_result(request_index, answer)
+    logits, _ = runner.logits_at(batch.to(runner.device), row_index, positions, cache=past,
+                                 use_cache=past is not None)
+    _record_spans(requests, rows, chunk, spans, logits, runner.softmax_dtype, results, on_result)
     return sum(len(s) for s in suffixes)
 
 
@@ -325,13 +320,28 @@ def _score_packed(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[in
     logits, _ = runner.forward(ids, cache=past, use_cache=True, keep=keep,
                                attention_mask=mask[None, None].to(runner.device),
                                position_ids=(prefix + local)[None].to(runner.device))
-    logprobs = F.log_softmax(logits[0], dim=-1, dtype=runner.softmax_dtype)
+    _record_spans(requests, rows, chunk, spans, logits[0], runner.softmax_dtype, results,
+                  on_result)
+    return total
+
+
+def _record_spans(requests: Sequence[tuple[Any, Sequence[int], Sequence[int]]],
+                  rows: Sequence[Row], chunk: Sequence[int], spans: Sequence[tuple[int, int]],
+                  logits: torch.Tensor, softmax_dtype: Any,
+                  results: list[tuple[float, bool] | None],
+                  on_result: Callable[[int, tuple[float, bool]], None] | None) -> None:
+    """Each request's (log-likelihood, is_greedy) from logits at its row's scored span.
+
+    `logits` holds, one after the other, the positions `spans[r]` of each row of `chunk`; a
+    request's continuation of n tokens is scored by the last n positions of its row's span.
+    """
+    logprobs = F.log_softmax(logits, dim=-1, dtype=softmax_dtype)
     greedy = logprobs.argmax(dim=-1)
     offset = 0
     for (a, b), index in zip(spans, chunk, strict=True):
         end = offset + (b - a)  # the row's last position, in kept coordinates (exclusive)
         for request_index in rows[index].requests:
-            key, _context, continuation = requests[request_index]
+            _key, _context, continuation = requests[request_index]
             n = len(continuation)
             cont = torch.tensor(continuation, dtype=torch.long, device=logprobs.device)
             picked = logprobs[end - n:end]
@@ -341,4 +351,3 @@ def _score_packed(runner: ModelRunner, requests: Sequence[tuple[Any, Sequence[in
             if on_result is not None:
                 on_result(request_index, answer)
         offset = end
-    return total

@@ -1,0 +1,112 @@
+"""The batch planner's memory estimate against the peak a real forward reaches.
+
+Each case is one batch of synthetic log-likelihood rows in one of the layouts the engine runs
+(right-padded rows without a prefix, right-padded rows on a prefix cache longer than a sliding
+window, suffixes packed on a prefix); the peak resident memory of that batch is read from the
+kernel (VmHWM, reset just before the batch, after the prefix's own forward) and set against
+what `BatchPlanner.estimate` said the batch would allocate. The test suite holds the ratio
+within 1.3x on SmolLM2 and Gemma-3-270m, and `make bench` prints it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from kanana_eval.engine.batch_memory import BatchPlanner, Layout, ModelShape
+from kanana_eval.engine.model_runner import ModelRunner
+from kanana_eval.engine.prefix_reuse import score_requests
+from tools.bench.probes import _status_kib, reset_peak_rss
+
+_MIB = 1 << 20
+ESTIMATE_TOLERANCE = 1.3  # estimate / measured peak must lie within [1/1.3, 1.3]
+
+
+@dataclass(frozen=True)
+class MemoryCase:
+    """One batch: `rows` rows of `suffix` tokens (the last ones `spread` shorter) on `prefix`."""
+
+    name: str
+    prefix: int
+    suffix: int
+    rows: int
+    spread: int = 0
+
+    def requests(self, seed: int = 0) -> list[tuple[None, list[int], list[int]]]:
+        """Four one-token answers per row, as MMLU asks them (the four share one fed row)."""
+        rng = random.Random(seed)
+        shared = [rng.randrange(100, 20000) for _ in range(self.prefix)]
+        out: list[tuple[None, list[int], list[int]]] = []
+        for r in range(self.rows):
+            length = self.suffix - (self.spread * r) // max(1, self.rows - 1)
+            context = shared + [rng.randrange(100, 20000) for _ in range(length)]
+            out += [(None, context, [200 + c]) for c in range(4)]
+        return out
+
+
+# Loose rows as MMLU's subjects with one question each give them; a prefix past Gemma's
+# 512-token window under 16 short suffixes; the same prefix for the packed path.
+DEFAULT_CASES = (
+    MemoryCase("padded, no prefix", prefix=0, suffix=300, rows=8, spread=60),
+    MemoryCase("on a 600-token prefix", prefix=600, suffix=60, rows=16, spread=20),
+)
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back so the next peak starts from what is really live."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def measure_case(model: Any, case: MemoryCase, *, dtype_bytes: int = 4) -> dict[str, Any]:
+    """Run `case` on `model` (CPU, weights already resident) as one batch: estimate vs peak."""
+    import torch  # noqa: PLC0415 - heavy: only when a model is measured
+
+    runner = ModelRunner.for_model(model, torch.device("cpu"), softmax_dtype=torch.float32)
+    planner = BatchPlanner(ModelShape.from_config(model.config), dtype_bytes=dtype_bytes,
+                           device="cpu")
+    seen: dict[str, Any] = {}
+
+    def batch_size(prefix: int, suffix: int, kept: int) -> int:
+        if "estimate" not in seen:  # the first (and only) batch: reset the mark just before it
+            layout = Layout.PACKED if prefix and runner.can_pad_batches else Layout.PADDED
+            seen.update(layout=layout.value, estimate=planner.estimate(
+                layout, case.rows, cached_tokens=prefix, new_tokens=suffix, kept_logits=kept))
+            _trim_heap()
+            seen["resettable"] = reset_peak_rss()
+            seen["start"] = _status_kib("VmRSS") or 0
+        return case.rows
+
+    score_requests(runner, case.requests(), max_length=1 << 16, batch_size=batch_size,
+                   reuse=case.prefix > 0, min_prefix=16)
+    if not seen.get("resettable"):
+        raise RuntimeError("the peak-RSS mark cannot be reset here (/proc/self/clear_refs)")
+    peak = ((_status_kib("VmHWM") or 0) - seen["start"]) * 1024
+    estimate = int(seen["estimate"])
+    return {"case": case.name, "layout": seen["layout"], "rows": case.rows,
+            "estimate_mib": round(estimate / _MIB), "peak_mib": round(peak / _MIB),
+            "ratio": round(estimate / peak, 2) if peak > 0 else None}
+
+
+def measure_model(folder: str, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
+                  ) -> list[dict[str, Any]]:
+    """Load the model at `folder` (fp32, CPU), make its weights resident, measure each case."""
+    import torch  # noqa: PLC0415 - heavy: only when a model is measured
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy: loads transformers
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():  # the first forward pages the weights in: not part of any batch
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+    return [measure_case(model, case) for case in cases]
+
+
+def within_tolerance(result: dict[str, Any], tolerance: float = ESTIMATE_TOLERANCE) -> bool:
+    """True when the estimate is within `tolerance` times the measured peak, either way."""
+    ratio = result["ratio"]
+    return ratio is not None and 1 / tolerance <= ratio <= tolerance
