@@ -11,6 +11,11 @@ a pure function of the request, plus the faults a real API produces:
   marker always fail, every request fails (`always_fail`), a wrong bearer key gets 401
   (`require_key`), chosen requests are delayed by `slow_s` (to exceed a client's timeout), and
   requests holding a marker get an unparsable judgment (no `[[x]]`), optionally only the first K;
+* malformed 200s: requests holding `malformed_marker` (every request when it is None) get a
+  status-200 body that is no chat completion, `malformed="json"` (cut-off JSON) or `"text"` (a
+  proxy's plain-text page), optionally only the first K of them (`malformed_first`);
+* `hold_until=N`: no request is answered until N are in flight at once (two clients surely
+  overlap, whatever their start-up times);
 * `POST /control` changes any of these knobs at run time (JSON object of constructor arguments,
   plus `"reset_stats": true`); `GET /control` returns the stats.
 
@@ -30,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from json_http_server import LocalServer
+from json_http_server import JsonHandler, LocalServer
 
 Messages = Sequence[dict[str, Any]]
 RatingFn = Callable[[Messages], str]
@@ -42,7 +47,19 @@ UNPARSABLE_TEXT = "The assistant's answer is hard to judge; I decline to give a 
 # Knobs that `configure` / `POST /control` may change (constructor arguments of the same name).
 KNOBS = ("model", "rating_fn", "fail_first", "fail_status", "fail_marker", "always_fail",
          "retry_after_s", "require_key", "slow_s", "slow_first", "slow_marker",
-         "unparsable_marker", "unparsable_first")
+         "unparsable_marker", "unparsable_first", "malformed", "malformed_marker",
+         "malformed_first", "hold_until")
+MALFORMED_BODIES = {"json": (b'{"id": "chatcmpl-cut", "choices": [{"index": 0, "mess',
+                             "application/json"),
+                    "text": (b"upstream connect error or disconnect/reset before headers",
+                             "text/plain")}
+
+
+class RawBody:
+    """A reply body sent as is (not JSON-encoded): what a broken proxy answers with 200."""
+
+    def __init__(self, data: bytes, content_type: str) -> None:
+        self.data, self.content_type = data, content_type
 
 
 def user_text(messages: Messages) -> str:
@@ -86,7 +103,9 @@ class JudgeApp:
                  require_key: str | None = None, slow_s: float = 0.0,
                  slow_first: int | None = None, slow_marker: str | None = None,
                  unparsable_marker: str | None = None,
-                 unparsable_first: int | None = None) -> None:
+                 unparsable_first: int | None = None, malformed: str | None = None,
+                 malformed_marker: str | None = None,
+                 malformed_first: int | None = None, hold_until: int | None = None) -> None:
         self.model = model
         self.rating_fn: RatingFn = default_judgment
         self.fail_first, self.fail_status, self.fail_marker = 0, 500, None
@@ -96,13 +115,20 @@ class JudgeApp:
         self.slow_s, self.slow_first, self.slow_marker = 0.0, None, None
         self.unparsable_marker: str | None = None
         self.unparsable_first: int | None = None
+        self.malformed: str | None = None
+        self.malformed_marker: str | None = None
+        self.malformed_first: int | None = None
+        self.hold_until: int | None = None
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self.stopping = threading.Event()  # wakes slow requests when the server shuts down
         self.configure(rating_fn=rating_fn, fail_first=fail_first, fail_status=fail_status,
                        fail_marker=fail_marker, always_fail=always_fail,
                        retry_after_s=retry_after_s, require_key=require_key, slow_s=slow_s,
                        slow_first=slow_first, slow_marker=slow_marker,
-                       unparsable_marker=unparsable_marker, unparsable_first=unparsable_first)
+                       unparsable_marker=unparsable_marker, unparsable_first=unparsable_first,
+                       malformed=malformed, malformed_marker=malformed_marker,
+                       malformed_first=malformed_first, hold_until=hold_until)
         self.reset_stats()
 
     # ------------------------------------------------------------------ configuration
@@ -111,6 +137,8 @@ class JudgeApp:
         unknown = set(knobs) - set(KNOBS)
         if unknown:
             raise ValueError(f"unknown judge server knobs: {sorted(unknown)}")
+        if knobs.get("malformed") not in (None, *MALFORMED_BODIES):
+            raise ValueError(f"malformed must be one of {sorted(MALFORMED_BODIES)}")
         with self._lock:
             for name, value in knobs.items():
                 if name == "rating_fn" and value is None:
@@ -127,6 +155,8 @@ class JudgeApp:
             self._by_user: Counter[str] = Counter()
             self._params: Counter[tuple[Any, ...]] = Counter()
             self._unparsable_seen = 0
+            self._malformed_seen = 0
+            self._released.clear()
             self._models_requests = 0
 
     def stats(self) -> dict[str, Any]:
@@ -141,6 +171,7 @@ class JudgeApp:
                 "params": [{"model": m, "temperature": t, "max_tokens": k, "n": n, "count": c}
                            for (m, t, k, n), c in self._params.items()],
                 "models_requests": self._models_requests,
+                "malformed_sent": self._malformed_seen,
             }
 
     # ------------------------------------------------------------------ routing
@@ -189,6 +220,8 @@ class JudgeApp:
             number = self._seq
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            if self.hold_until is not None and self._in_flight >= self.hold_until:
+                self._released.set()
             self._by_user[text] += 1
         try:
             status, body, headers = self._answer(number, payload, authorization)
@@ -208,6 +241,8 @@ class JudgeApp:
             self._params[(p.get("model"), p.get("temperature"), p.get("max_tokens"),
                           p.get("n"))] += 1
         everything = _all_text(messages)
+        if self.hold_until is not None:  # wait (60 s at most) for that many requests at once
+            self._released.wait(60)
         if self.slow_s > 0 and self._is_slow(number, everything):
             self.stopping.wait(self.slow_s)
         if self.require_key is not None and authorization != f"Bearer {self.require_key}":
@@ -221,6 +256,9 @@ class JudgeApp:
             return _error(404, f"The model `{p.get('model')}` does not exist.")
         if int(p.get("n") or 1) != 1:
             return _error(400, "only n=1 is served")
+        if self._is_malformed(everything):
+            data, content_type = MALFORMED_BODIES[str(self.malformed)]
+            return 200, RawBody(data, content_type), {}
         reply = self._judgment(messages, everything)
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
         completion_tokens = len(reply.split())
@@ -232,6 +270,17 @@ class JudgeApp:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }, {}
+
+    def _is_malformed(self, everything: str) -> bool:
+        if self.malformed is None:
+            return False
+        if self.malformed_marker is not None and self.malformed_marker not in everything:
+            return False
+        with self._lock:
+            if self.malformed_first is not None and self._malformed_seen >= self.malformed_first:
+                return False
+            self._malformed_seen += 1
+            return True
 
     def _is_slow(self, number: int, everything: str) -> bool:
         if self.slow_marker is not None and self.slow_marker not in everything:
@@ -262,11 +311,37 @@ class JudgeApp:
         return self.rating_fn(messages)
 
 
+class JudgeHandler(JsonHandler):
+    """JSON replies as every test server sends them, plus `RawBody` replies sent byte for byte."""
+
+    def _reply(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, payload, extra = self.server.app.handle(  # type: ignore[attr-defined]
+                method, self.path, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a server bug is still answered, as a 500
+            status, payload, extra = _error(500, f"{type(exc).__name__}: {exc}")
+        if isinstance(payload, RawBody):
+            data, content_type = payload.data, payload.content_type
+        else:
+            data, content_type = json.dumps(payload).encode(), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class JudgeServer(LocalServer):
     """A `JudgeApp` served on 127.0.0.1 from a daemon thread; use as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **app_args: Any) -> None:
         super().__init__(JudgeApp(**app_args), host, port, name="judge-test-server")
+        self.httpd.RequestHandlerClass = JudgeHandler
 
     @property
     def url(self) -> str:

@@ -54,7 +54,9 @@ def test_replies_come_back_in_request_order_with_the_servers_ratings(server, tmp
     assert [rating_of(r.text) for r in replies] == [expected_rating(r.messages) for r in reqs]
     assert len({rating_of(r.text) for r in replies}) > 1  # the ratings do depend on the prompt
     assert all(not r.cached and r.prompt_tokens > 0 and r.completion_tokens > 0 for r in replies)
-    assert [r.key for r in replies] == [cache_key("gpt-4o-2024-08-06", q, 0.0, 2048) for q in reqs]
+    server_url = server.url.lower().rstrip("/")
+    assert [r.key for r in replies] == [cache_key("gpt-4o-2024-08-06", q, 0.0, 2048,
+                                                  server=server_url) for q in reqs]
 
 
 def test_fastchat_sampling_parameters_are_sent(server, tmp_path):
@@ -125,15 +127,22 @@ def test_identical_requests_in_one_batch_are_sent_once(server, tmp_path):
     assert [r.cached for r in replies] == [False, False, True]  # the repeat was not paid for
 
 
-def test_the_cache_key_covers_model_attempt_and_sampling():
-    base = cache_key("gpt-4o-2024-08-06", request("q"), 0.0, 2048)
-    assert base == cache_key("gpt-4o-2024-08-06", request("q"), 0, 2048)  # 0 and 0.0 alike
-    others = {cache_key("gpt-4o-2024-08-06", request("q", attempt=1), 0.0, 2048),
-              cache_key("gpt-4o", request("q"), 0.0, 2048),
-              cache_key("gpt-4o-2024-08-06", request("q"), 0.7, 2048),
-              cache_key("gpt-4o-2024-08-06", request("q"), 0.0, 1024),
-              cache_key("gpt-4o-2024-08-06", request("Q"), 0.0, 2048)}
-    assert base not in others and len(others) == 5
+def test_the_cache_key_covers_server_prompt_model_attempt_and_sampling():
+    def key(model: str, req: JudgeRequest, temperature: float, max_tokens: int,
+            server: str = "http://a/v1") -> str:
+        return cache_key(model, req, temperature, max_tokens, server=server)
+
+    base = key("gpt-4o-2024-08-06", request("q"), 0.0, 2048)
+    assert base == key("gpt-4o-2024-08-06", request("q"), 0, 2048)  # 0 and 0.0 alike
+    others = {key("gpt-4o-2024-08-06", request("q", attempt=1), 0.0, 2048),
+              key("gpt-4o", request("q"), 0.0, 2048),
+              key("gpt-4o-2024-08-06", request("q"), 0.7, 2048),
+              key("gpt-4o-2024-08-06", request("q"), 0.0, 1024),
+              key("gpt-4o-2024-08-06", request("Q"), 0.0, 2048),
+              key("gpt-4o-2024-08-06", request("q"), 0.0, 2048, server="http://b/v1"),
+              key("gpt-4o-2024-08-06", JudgeRequest(request("q").messages, prompt="single-v2"),
+                  0.0, 2048)}
+    assert base not in others and len(others) == 7
 
 
 def test_the_re_ask_attempt_is_sent_although_attempt_0_is_cached(server, tmp_path):
@@ -164,7 +173,7 @@ def test_persistent_500_raises_and_keeps_what_succeeded(server, tmp_path):
     assert "5/6 judgments done" in message and "again to resume" in message
     assert server.stats()["by_user_message"]["BROKEN q"] == 3  # first try + 2 retries
     with sqlite3.connect(cache) as db:
-        assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == 5
+        assert db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] == 5
 
     server.configure(fail_marker=None, slow_s=0.0)
     server.reset_stats()
@@ -271,9 +280,9 @@ def test_the_cache_file_is_a_readable_sqlite_table(server, tmp_path):
     with JudgeClient(config(server.url), cache) as client:
         reply = client.complete_many([request("a", attempt=1)], progress=False)[0]
     with sqlite3.connect(cache) as db:
-        row = db.execute("SELECT model, attempt, request, text FROM judgments WHERE key = ?",
-                         (reply.key,)).fetchone()
-    assert row[:2] == ("gpt-4o-2024-08-06", 1)
+        row = db.execute("SELECT model, attempt, request, text, server FROM replies "
+                         "WHERE key = ?", (reply.key,)).fetchone()
+    assert row[:2] == ("gpt-4o-2024-08-06", 1) and row[4] == server.url.rstrip("/")
     assert json.loads(row[2])[1] == {"role": "user", "content": "a"} and row[3] == reply.text
 
 

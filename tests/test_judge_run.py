@@ -199,7 +199,7 @@ def test_a_judge_fault_fails_in_one_line_and_the_rerun_pays_only_for_the_rest(
     assert not (out / chat_llama.name).exists() or not any(
         p for p in (out / chat_llama.name).iterdir() if not p.name.startswith("."))
     cache = tmp_path / "cache" / "judgments" / "judgments.sqlite"
-    done = sqlite3.connect(cache).execute("select count(*) from judgments").fetchone()[0]
+    done = sqlite3.connect(cache).execute("select count(*) from replies").fetchone()[0]
     assert 0 < done < 2 * LIMIT
 
     server.configure(fail_marker=None)

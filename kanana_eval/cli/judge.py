@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "judge", help="judge (or re-judge) the MT-Bench/KoMT-Bench answers of a stored run",
         description="Judge the stored two-turn answers of RUN with an LLM judge and write a new "
                     "run folder beside it (same answers, the judge's scores, `judged_from` "
-                    "naming RUN). Judgments are cached by (judge model, prompt): a rerun never "
-                    "pays twice.")
+                    "naming RUN). Judgments are cached by (server, judge prompt, judge model, "
+                    "request): a rerun never pays twice; --rejudge asks chosen ones again.")
     p.add_argument("run_dir", help="a run folder (results/<model>/<run-id>)")
     p.add_argument("--data-dir", default=None,
                    help="where the questions, judge prompts and references are (default: the "
@@ -32,7 +32,7 @@ def execute(args: argparse.Namespace) -> int:
     options = JudgeOptions(JudgeConfig(model=args.judge_model, base_url=args.judge_base_url,
                                        concurrency=args.judge_concurrency,
                                        max_tokens=args.judge_max_tokens),
-                           language_penalty=args.komt_language_penalty)
+                           language_penalty=args.komt_language_penalty, rejudge=args.rejudge)
     run_dir = judge_run(Path(args.run_dir), options,
                         output_dir=Path(args.output_dir) if args.output_dir else None,
                         data_dir=resolved_path(args.data_dir))

@@ -6,6 +6,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from kanana_eval.core.errors import ConfigError
+from kanana_eval.scoring.judge.stage import Rejudge, parse_rejudge
+
 
 def csv(value: str) -> list[str]:
     """A comma-separated list: `mmlu,gsm8k` -> ["mmlu", "gsm8k"]."""
@@ -51,6 +54,14 @@ def resolved_path(value: str | None) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def rejudge(value: str) -> Rejudge:
+    """An argparse type: the `--rejudge` choice (unparsable, all, question ids)."""
+    try:
+        return parse_rejudge(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_judge_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM judge (MT-Bench, KoMT-Bench)")
     g.add_argument("--judge-model", default="gpt-4o-2024-08-06",
@@ -64,6 +75,10 @@ def add_judge_options(p: argparse.ArgumentParser) -> None:
                         "retry")
     g.add_argument("--judge-max-tokens", type=count(1), default=2048,
                    help="judge reply limit (default 2048, FastChat's for OpenAI judges)")
+    g.add_argument("--rejudge", type=rejudge, default=None, metavar="unparsable|all|IDS",
+                   help="ask stored judgments again instead of reading the cache (paid again): "
+                        "'unparsable' (no rating in 1-10), 'all', or question ids such as "
+                        "81,82:2 (id:turn)")
     g.add_argument("--komt-language-penalty", action="store_true",
                    help="KoMT-Bench: square-root the score of an answer not in Korean, as the "
                         "KoMT-Bench repository does (questions 138, 140 exempt); off by default, "

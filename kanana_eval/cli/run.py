@@ -99,6 +99,7 @@ def execute(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "handler")}
     data_dir = resolved_path(fields["data_dir"])  # absolute, so `rerun` works from any folder
     fields["data_dir"] = str(data_dir) if data_dir else None
-    for run_dir in run(RunConfig(**fields)):
+    rejudge = fields.pop("rejudge", None)  # a one-off, not part of the stored run config
+    for run_dir in run(RunConfig(**fields), rejudge=rejudge):
         print(summary_line(run_dir))
     return 0

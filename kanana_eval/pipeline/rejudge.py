@@ -9,6 +9,7 @@ scores, `judged_from` naming the source run); the source run is never modified.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from kanana_eval.config.protocol import BenchmarkSpec, load_protocol
 from kanana_eval.config.run_config import RunConfig
-from kanana_eval.core.errors import ResultsError
+from kanana_eval.core.errors import KananaError, ResultsError
 from kanana_eval.pipeline import tool_chat
 from kanana_eval.results.io import item_file, load_run_records, read_items
 from kanana_eval.results.records import Item, Manifest, Scores
@@ -24,12 +25,14 @@ from kanana_eval.results.writer import RunWriter, new_run_id
 from kanana_eval.scoring.base import AnswerPath
 from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge import stage as judge_stage
-from kanana_eval.scoring.judge.client import preflight
+from kanana_eval.scoring.judge.client import JudgeConfig, preflight
 from kanana_eval.scoring.judge.fastchat import (
     export_fastchat_answers,
     export_fastchat_judgments,
     write_jsonl_records,
 )
+
+STALE_PARTIAL_S = 600.0  # a `.partial` folder untouched this long is left by a killed write
 
 
 def judged_specs(scores: Scores) -> list[BenchmarkSpec]:
@@ -80,12 +83,60 @@ def judge_run(run_dir: Path, options: judge_stage.JudgeOptions, *,
         data = judge_stage.load_data(spec, data_dir)
         _check_data(spec, manifest, data)
         items = read_items(item_file(run_dir, spec.id))
+        vouched = judge_stage.vouched_legacy_keys(manifest.benchmarks[spec.id].judge, items,
+                                                  options.client)
         for item in items:  # a fresh judgment: drop the previous judge's verdicts
             item.score, item.verdict = None, judge_stage.UNJUDGED
             item.details = dict(item.details or {})
             item.details.pop("judge", None)
-        judged[spec.id] = (items, judge_stage.judge_items(spec, items, data, options))
-    return _write_judged(run_dir, manifest, scores, config, judged, started)
+        judged[spec.id] = (items, judge_stage.judge_items(spec, items, data, options,
+                                                          vouched=vouched))
+    written = _write_judged(run_dir, manifest, scores, config, judged, started)
+    judge_stage.require_ratings({b: record for b, (_, record) in judged.items()}, written)
+    return written
+
+
+def prior_vouched(model_dir: Path, benchmark: str, config: JudgeConfig) -> set[str]:
+    """Legacy judgment-cache keys the earlier runs in `model_dir` vouch for, for this judge.
+
+    Only runs judged before the server joined the cache key (judge records without `server`)
+    can vouch; an unreadable run is skipped (`report` and `compare` refuse it on their own).
+    """
+    vouched: set[str] = set()
+    if not model_dir.is_dir():
+        return vouched
+    for run_dir in sorted(p for p in model_dir.iterdir() if not p.name.startswith(".")):
+        try:
+            manifest, _ = load_run_records(run_dir)
+            record = manifest.benchmarks[benchmark].judge if (
+                benchmark in manifest.benchmarks) else None
+            if not record or "server" in record:
+                continue
+            items = read_items(item_file(run_dir, benchmark))
+        except (KananaError, OSError):
+            continue
+        vouched |= judge_stage.vouched_legacy_keys(record, items, config)
+    return vouched
+
+
+def clean_stale_partials(model_dir: Path, older_than_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """Remove the hidden `.<run-id>.partial` folders a killed write left in `model_dir`.
+
+    A write takes seconds, and a partial folder is never a result (the rename into place is the
+    commit), so one untouched for `older_than_s` is debris; younger ones may be another
+    process's write in progress and stay.
+    """
+    if not model_dir.is_dir():
+        return []
+    removed = []
+    for path in model_dir.glob(".*.partial"):
+        try:
+            if path.is_dir() and time.time() - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path)
+                removed.append(path)
+        except OSError:
+            continue  # another process removed or renamed it meanwhile
+    return removed
 
 
 def _write_judged(source: Path, manifest: Manifest, scores: Scores, config: RunConfig,
@@ -109,6 +160,8 @@ def _write_judged(source: Path, manifest: Manifest, scores: Scores, config: RunC
         "created_utc": datetime.fromtimestamp(started, timezone.utc).isoformat(),
         "command": list(sys.argv), "judged_from": str(source.resolve()),
         "timings": {**manifest.timings, "judge_s": round(time.time() - started, 3)}})
+    for path in clean_stale_partials(Path(config.output_dir) / source.parent.name):
+        print(f"kanana-eval: removed {path}, left by a write that was killed", file=sys.stderr)
     writer = RunWriter(Path(config.output_dir), source.parent.name, run_id)
     return writer.write(manifest, scores, {b: items for b, (items, _) in judged.items()},
                         copy_items_from=source)

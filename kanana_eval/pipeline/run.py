@@ -35,6 +35,7 @@ from kanana_eval.pipeline.collect import (
 )
 from kanana_eval.pipeline.data_record import data_record
 from kanana_eval.pipeline.model_source import request_cache_path, resolve_weights
+from kanana_eval.pipeline.rejudge import prior_vouched
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
 from kanana_eval.results.io import read_json
 from kanana_eval.results.records import Scale
@@ -46,12 +47,14 @@ from kanana_eval.scoring.judge.client import preflight as judge_preflight
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 
-def judge_options(config: RunConfig) -> judge_stage.JudgeOptions:
-    """The judge a run (or `judge` command) asked for."""
+def judge_options(config: RunConfig,
+                  rejudge: judge_stage.Rejudge | None = None) -> judge_stage.JudgeOptions:
+    """The judge a run (or `judge` command) asked for; `rejudge` is a one-off (`--rejudge`),
+    not part of the run's config, so `rerun` never pays for it again."""
     return judge_stage.JudgeOptions(
         JudgeConfig(model=config.judge_model, base_url=config.judge_base_url,
                     concurrency=config.judge_concurrency, max_tokens=config.judge_max_tokens),
-        language_penalty=config.komt_language_penalty)
+        language_penalty=config.komt_language_penalty, rejudge=rejudge)
 
 
 def _judged(spec: BenchmarkSpec) -> bool:
@@ -62,7 +65,7 @@ def _tool_chat(spec: BenchmarkSpec) -> bool:
     return scorer_for(spec).answers is AnswerPath.TOOL_CHAT
 
 
-def run(config: RunConfig) -> list[Path]:
+def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> list[Path]:
     """Run every checkpoint the --model value names; returns the finished run folders."""
     protocols = tuple(config.protocols) if config.protocols else None
     refs = load_registry().resolve(config.model, protocols)
@@ -77,7 +80,7 @@ def run(config: RunConfig) -> list[Path]:
         if config.judge and any(scorer_for(s).needs_judge for s in specs):
             judge_preflight(judge_options(config).client)
     return [run_model(ref, dataclasses.replace(config, model=ref.name,
-                                               protocols=list(ref.protocols)))
+                                               protocols=list(ref.protocols)), rejudge=rejudge)
             for ref in refs]
 
 
@@ -97,7 +100,8 @@ def engine_config(config: RunConfig, load_name: str) -> EngineConfig:
     )
 
 
-def run_model(ref: ModelRef, config: RunConfig) -> Path:
+def run_model(ref: ModelRef, config: RunConfig, *,
+              rejudge: judge_stage.Rejudge | None = None) -> Path:
     """One checkpoint: cheap engine checks, data, engine, all requests, scores, files."""
     timings: dict[str, float] = {}
     started = time.time()
@@ -174,8 +178,10 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
     if judged and config.judge:
         t = time.time()
         for spec in judged:
-            judges[spec.id] = judge_stage.judge_items(spec, items[spec.id], judge_data[spec.id],
-                                                      judge_options(config))
+            judges[spec.id] = judge_stage.judge_items(
+                spec, items[spec.id], judge_data[spec.id], judge_options(config, rejudge),
+                vouched=prior_vouched(Path(config.output_dir) / ref.slug, spec.id,
+                                      judge_options(config).client))
         timings["judge_s"] = time.time() - t
     for spec in tool_specs:  # exact match always; the rubric judge unless --no-judge
         t = time.time()
@@ -189,9 +195,12 @@ def run_model(ref: ModelRef, config: RunConfig) -> Path:
                                  lm_eval_tasks={bt.name: bt.version for bt in built[spec.id]},
                                  judge=judges.get(spec.id))
                 for spec in specs]
-    return write_run(RunOutcome(resolved=resolved, config=config, engine=engine_record,
-                                benchmarks=outcomes, timings=timings, started=started,
-                                request_cache=str(cache_path) if cache_path else None))
+    run_dir = write_run(RunOutcome(resolved=resolved, config=config, engine=engine_record,
+                                   benchmarks=outcomes, timings=timings, started=started,
+                                   request_cache=str(cache_path) if cache_path else None))
+    # MT-Bench/KoMT-Bench with every judgment unparsable: one line, after the write
+    judge_stage.require_ratings({s.id: judges[s.id] for s in judged if s.id in judges}, run_dir)
+    return run_dir
 
 
 def summary_line(run_dir: Path) -> str:

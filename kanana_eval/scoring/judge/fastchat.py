@@ -56,6 +56,11 @@ PROMPT_NAMES: dict[tuple[bool, int], str] = {
 _SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
+# The protocol's rating scale: every FastChat and KoMT-Bench single-grading prompt asks for "a
+# scale of 1 to 10". FastChat keeps whatever number it reads ([[15]] counts as 15, [[0]] as 0);
+# we treat a rating outside this range as unparsable (dropped and counted in `n_dropped`).
+RATING_RANGE: tuple[float, float] = (1.0, 10.0)
+
 # FastChat's marker for an unparsable judgment in *_single.jsonl (dropped by show_result).
 FASTCHAT_UNPARSABLE = -1
 
@@ -168,6 +173,22 @@ def parse_score(judgment: str) -> float | None:
         return float(text)
 
 
+def read_rating(judgment: str, valid_range: tuple[float, float] = RATING_RANGE,
+                ) -> tuple[float | None, float | None]:
+    """(rating, rejected): FastChat's `parse_score` kept only inside `valid_range`.
+
+    A number read but outside the range is returned as `rejected` with rating None, so the
+    judgment counts as unparsable (this departs from FastChat, which would score it).
+    """
+    value = parse_score(judgment)
+    if value is None:
+        return None, None
+    low, high = valid_range
+    if not low <= value <= high:
+        return None, value
+    return value, None
+
+
 def _package_version(name: str) -> str | None:
     try:
         return version(name)
@@ -235,7 +256,7 @@ def judged_item(
     penalty: LanguagePenalty | None = None,
 ) -> Item:
     """The schema-v1 item record of one judged turn (judgment None = the judge never answered)."""
-    raw = parse_score(judgment) if judgment is not None else None
+    raw, rejected = read_rating(judgment) if judgment is not None else (None, None)
     score, applied = raw, None
     if raw is not None and penalty is not None:
         score, applied = penalty.apply(task.question_id, output, raw)
@@ -248,7 +269,7 @@ def judged_item(
             "question_id": task.question_id, "category": task.category, "temperature": temperature,
             "judge": {"model": judge_model, "prompt_name": task.prompt_name,
                       "user_prompt": task.user_prompt, "judgment": judgment, "attempts": attempts,
-                      "raw_score": raw, "penalty": applied},
+                      "raw_score": raw, "rejected_rating": rejected, "penalty": applied},
         },
     )
 

@@ -4,7 +4,8 @@ The runner calls `answer_items` with its engine, then `judge_items` unless the r
 answers only; `kanana-eval judge RUN` calls `judge_items` again on a stored run's items, so a run
 can be judged later or re-judged by another judge without regenerating. Judging follows FastChat's
 single-answer grading (kanana_eval.scoring.judge.fastchat); an unparsable judgment is asked once
-more (a separate cache entry) and, still unparsable, dropped from the score and counted.
+more (a separate cache entry) and, still unparsable, dropped from the score and counted; so is a
+rating outside the protocol's 1-10 (FastChat would score it).
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from kanana_eval.scoring.judge.answers import first_turn_requests as pending_fir
 from kanana_eval.scoring.judge.client import (
     JudgeClient,
     JudgeConfig,
+    JudgeError,
     JudgeRequest,
     estimate_cost_usd,
 )
 from kanana_eval.scoring.judge.fastchat import (
     NEED_REF_CATEGORIES,
+    RATING_RANGE,
     LanguagePenalty,
     judge_tasks,
-    parse_score,
+    read_rating,
 )
 from kanana_eval.tasks.limits import spread_limit
 
@@ -40,11 +43,57 @@ UNJUDGED, JUDGED, UNPARSABLE = "unjudged", "judged", "unparsable"
 
 
 @dataclass(frozen=True)
+class Rejudge:
+    """`--rejudge`: stored judgments asked (and paid) again, bypassing the cache.
+
+    `unparsable`: those whose stored judgment has no rating in range; `all`: every one; else
+    question ids (`81,82`) or question:turn (`81:2`), the same in each judged benchmark.
+    """
+
+    text: str
+    mode: str  # "unparsable" | "all" | "ids"
+    ids: frozenset[tuple[int, int | None]] = frozenset()
+
+    def covers(self, question_id: int, turn: int) -> bool:
+        return (self.mode == "all" or (question_id, turn) in self.ids
+                or (question_id, None) in self.ids)
+
+    def check(self, benchmark: str, judgments: Sequence[tuple[int, int]]) -> None:
+        """Refuse ids naming no judgment of the benchmark, before anything is asked."""
+        if self.mode != "ids":
+            return
+        questions = {q for q, _ in judgments}
+        unknown = [f"{q}" if t is None else f"{q}:{t}" for q, t in sorted(
+                       self.ids, key=lambda x: (x[0], x[1] or 0))
+                   if (q not in questions if t is None else (q, t) not in set(judgments))]
+        if unknown:
+            raise ConfigError(f"--rejudge {self.text}: {benchmark} has no judgment "
+                              f"{', '.join(unknown)} (give question ids, or id:turn)")
+
+
+def parse_rejudge(text: str) -> Rejudge:
+    """`unparsable`, `all`, or comma-separated question ids / id:turn; ConfigError otherwise."""
+    value = text.strip()
+    if value in ("unparsable", "all"):
+        return Rejudge(value, value)
+    ids: set[tuple[int, int | None]] = set()
+    for part in (p.strip() for p in value.split(",")):
+        question, _, turn = part.partition(":")
+        if not question.isdigit() or (turn and turn not in ("1", "2")):
+            raise ConfigError(f"--rejudge takes unparsable, all, or question ids such as 81,82:2; "
+                              f"got {text!r}")
+        ids.add((int(question), int(turn) if turn else None))
+    return Rejudge(value, "ids", frozenset(ids))
+
+
+@dataclass(frozen=True)
 class JudgeOptions:
-    """How the judge stage runs: which judge, and KoMT-Bench's optional language penalty."""
+    """How the judge stage runs: which judge, KoMT-Bench's optional language penalty, and which
+    stored judgments to ask again."""
 
     client: JudgeConfig = dataclasses.field(default_factory=JudgeConfig)
     language_penalty: bool = False
+    rejudge: Rejudge | None = None
 
 
 def load_data(spec: BenchmarkSpec, data_dir: Path | None) -> JudgeBenchData:
@@ -129,7 +178,8 @@ def answer_items(lm: Any, spec: BenchmarkSpec, data: JudgeBenchData, plan: dict[
 
 
 def judgment_cache() -> Path:
-    """One judgment cache for every run, keyed by (judge model, prompt): nothing is paid twice."""
+    """One judgment cache for every run and process, keyed by (server, judge prompt, judge model,
+    request): nothing is paid twice, and another server is never answered from it."""
     return cache_dir() / "judgments" / "judgments.sqlite"
 
 
@@ -140,9 +190,35 @@ def _penalty(spec: BenchmarkSpec, options: JudgeOptions) -> LanguagePenalty | No
     return LanguagePenalty()
 
 
+def vouched_legacy_keys(record: dict[str, Any] | None, items: Sequence[Item],
+                        config: JudgeConfig) -> set[str]:
+    """Legacy cache keys a stored run vouches for: those its items name, when its judge record
+    shows the same judge at the same server (as recorded) with the same sampling.
+
+    Caches written before the server joined the key hold rows that any server under the same
+    model name could have made; a manifest that names this server and these keys tells us which
+    rows came from it, so they are adopted instead of paid again.
+    """
+    if not record or record.get("status") != "judged":
+        return set()
+    mine = config.describe()
+    same = all(record.get(k) == mine[k] for k in ("model", "base_url", "temperature",
+                                                  "max_tokens"))
+    if not same or record.get("server", mine["server"]) != mine["server"]:
+        return set()
+    prompts = set(record.get("prompts") or ())
+    return {str(judge["cache_key"]) for item in items
+            if isinstance(judge := (item.details or {}).get("judge"), dict)
+            and judge.get("cache_key") and judge.get("prompt_name") in prompts}
+
+
 def judge_items(spec: BenchmarkSpec, items: Sequence[Item], data: JudgeBenchData,
-                options: JudgeOptions, *, progress: bool = True) -> dict[str, Any]:
-    """Judge every item in place (score, verdict, details.judge); return the judge record."""
+                options: JudgeOptions, *, progress: bool = True,
+                vouched: set[str] | None = None) -> dict[str, Any]:
+    """Judge every item in place (score, verdict, details.judge); return the judge record.
+
+    `vouched`: legacy cache keys a stored run vouches for (`vouched_legacy_keys`).
+    """
     by_key = {(int((i.details or {})["question_id"]), int(i.turn or 0)): i for i in items}
     answers: dict[int, list[str]] = {}
     for (qid, _turn), item in sorted(by_key.items()):
@@ -150,36 +226,67 @@ def judge_items(spec: BenchmarkSpec, items: Sequence[Item], data: JudgeBenchData
     questions = [q for q in data.questions if q["question_id"] in answers]
     tasks = [t for t in judge_tasks(questions, answers, data.judge_prompts, data.references)
              if (t.question_id, t.turn) in by_key]
+    if options.rejudge is not None:
+        options.rejudge.check(spec.id, [(t.question_id, t.turn) for t in tasks])
     with JudgeClient(options.client, judgment_cache()) as client:
-        return _judge_with(client, spec, tasks, by_key, options, progress)
+        return _judge_with(client, spec, tasks, by_key, options, progress, vouched or set())
+
+
+def _request(task: Any, attempt: int) -> JudgeRequest:
+    return JudgeRequest(task.messages(), attempt, prompt=task.prompt_name)
+
+
+def _adopt(client: JudgeClient, tasks: list[Any], vouched: set[str]) -> int:
+    """Adopt the legacy rows of both attempts of every task a stored run vouches for."""
+    if not vouched:
+        return 0
+    chosen = [t for t in tasks if {client.legacy_key(_request(t, a)) for a in (0, 1)} & vouched]
+    return client.adopt_legacy([_request(t, a) for t in chosen for a in (0, 1)])
+
+
+def _chosen(client: JudgeClient, tasks: list[Any], rejudge: Rejudge | None) -> set[int]:
+    """Indices of the tasks `--rejudge` asks again although a judgment is stored."""
+    if rejudge is None:
+        return set()
+    if rejudge.mode == "unparsable":
+        stored = client.stored([_request(t, 0) for t in tasks])
+        return {i for i, reply in enumerate(stored)
+                if reply is not None and read_rating(reply.text)[0] is None}
+    return {i for i, t in enumerate(tasks) if rejudge.covers(t.question_id, t.turn)}
 
 
 def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
                 by_key: dict[tuple[int, int], Item], options: JudgeOptions,
-                progress: bool) -> dict[str, Any]:
+                progress: bool, vouched: set[str]) -> dict[str, Any]:
     """Ask, re-ask the unparsable ones once, then write score, verdict and judgment per item."""
     penalty = _penalty(spec, options)
+    adopted = _adopt(client, tasks, vouched)
+    chosen = _chosen(client, tasks, options.rejudge)
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    pending = list(tasks)
+    pending = list(enumerate(tasks))
     replies: dict[tuple[int, int], Any] = {}
     attempts: dict[tuple[int, int], int] = {}
     for attempt in (0, 1):  # FastChat drops an unparsable judgment; we ask once more first
         if not pending:
             break
-        got = client.complete_many([JudgeRequest(t.messages(), attempt) for t in pending],
+        force = [n for n, (index, _task) in enumerate(pending) if index in chosen]
+        got = client.complete_many([_request(t, attempt) for _, t in pending], force=force,
                                    progress=progress,
                                    desc=f"judge {spec.id}" + (" (re-ask)" if attempt else ""))
-        for task, reply in zip(pending, got, strict=True):
+        for (_, task), reply in zip(pending, got, strict=True):
             replies[(task.question_id, task.turn)] = reply
             attempts[(task.question_id, task.turn)] = attempt + 1
             if not reply.cached:
                 usage["prompt_tokens"] += reply.prompt_tokens
                 usage["completion_tokens"] += reply.completion_tokens
-        pending = [t for t in pending if parse_score(replies[(t.question_id, t.turn)].text) is None]
+        pending = [(i, t) for i, t in pending
+                   if read_rating(replies[(t.question_id, t.turn)].text)[0] is None]
+    out_of_range = 0
     for task in tasks:
         key = (task.question_id, task.turn)
         item, reply = by_key[key], replies[key]
-        raw = parse_score(reply.text)
+        raw, rejected = read_rating(reply.text)
+        out_of_range += rejected is not None
         score, applied = raw, None
         if raw is not None and penalty is not None:
             score, applied = penalty.apply(task.question_id, item.output, raw)
@@ -188,20 +295,40 @@ def _judge_with(client: JudgeClient, spec: BenchmarkSpec, tasks: list[Any],
         item.add_details(judge={
             "model": options.client.model, "prompt_name": task.prompt_name,
             "user_prompt": task.user_prompt, "judgment": reply.text, "attempts": attempts[key],
-            "raw_score": raw, "penalty": applied, "cache_key": reply.key})
+            "raw_score": raw, "rejected_rating": rejected, "penalty": applied,
+            "cache_key": reply.key})
     n_cached = sum(1 for r in replies.values() if r.cached)
     return {
         "status": "judged", **options.client.describe(),
         "prompts": sorted({t.prompt_name for t in tasks}),
         "language_penalty": ({"applied": True, **penalty.describe()} if penalty is not None
                              else {"applied": False}),
+        "valid_range": list(RATING_RANGE),
         "n_judgments": len(tasks),
         "n_unparsable": sum(1 for t in tasks
                             if by_key[(t.question_id, t.turn)].verdict == UNPARSABLE),
+        "n_out_of_range": out_of_range,
         "api_calls": client.api_calls(), "cached_replies": n_cached,
+        "adopted_legacy_replies": adopted,
+        "rejudge": (None if options.rejudge is None
+                    else {"mode": options.rejudge.text, "asked_again": len(chosen)}),
         "usage": usage, "cost_usd": estimate_cost_usd(options.client.model, usage["prompt_tokens"],
                                                       usage["completion_tokens"]),
     }
+
+
+def require_ratings(judges: dict[str, dict[str, Any]], run_dir: Path) -> None:
+    """A run whose every judgment of a benchmark is unparsable has no score: fail in one line
+    (after the run is written, so nothing is lost) instead of a silent n/a."""
+    for bench, record in judges.items():
+        total = int(record.get("n_judgments") or 0)
+        if total and record.get("n_unparsable") == total:
+            low, high = record.get("valid_range", RATING_RANGE)
+            raise JudgeError(
+                f"{bench}: none of the {total} judgments has a rating in {low:g}-{high:g} "
+                f"(judge {record.get('model')} at {record.get('server')}); the run is written to "
+                f"{run_dir}, its judgments are in items/; fix the judge, then ask again with "
+                f"--rejudge unparsable")
 
 
 def not_judged_record() -> dict[str, Any]:
