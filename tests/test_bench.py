@@ -238,9 +238,13 @@ def test_bench_end_to_end_on_tiny_llama(tiny_llama: Path, offline_mirror: Path, 
     assert phases[:2] == ["data", "model load (ours and plain)"]
     assert "mmlu ours, prefix reuse" in phases and "humaneval plain lm-eval, batch 1" in phases
     assert report["projection"]["kind"] == "projection" and report["projection"]["total_s"] > 0
+    estimates = report["memory"]["estimate_vs_peak"]
+    assert [e["layout"] for e in estimates] == ["padded", "packed"]  # tiny Llama packs on a prefix
+    assert all(e["estimate_mib"] >= 0 and e["peak_mib"] >= 0 for e in estimates)
 
     for text in ("mmlu-5shot 2x2", "compute bound, reuse path", "ours, no reuse", "ours, batch 4",
                  "plain lm-eval, batch 1", "byte-identical", "PROJECTION", "peak resident memory",
+                 "memory estimate vs the measured peak",
                  "summary:", "appended to"):
         assert text in printed, text
 

@@ -145,7 +145,18 @@ def _format_memory(report: dict[str, Any]) -> list[str]:
     return [f"peak resident memory by phase ({note}); others' CPU = cores used by other "
             "processes meanwhile (/proc/stat minus this process):",
             *_table(("phase", "runs", "wall s", "RSS at start MiB", "peak MiB", "others' CPU"),
-                    rows)]
+                    rows), *_format_estimates(report)]
+
+
+def _format_estimates(report: dict[str, Any]) -> list[str]:
+    """The batch planner's estimate against the measured peak of one batch per layout."""
+    results = report["memory"].get("estimate_vs_peak") or []
+    rows = [(r["case"], r["layout"], str(r["rows"]), str(r["estimate_mib"]), str(r["peak_mib"]),
+             _fmt(r["ratio"], ".2f")) for r in results]
+    return ["", "batch planner's memory estimate vs the measured peak of one batch (VmHWM reset "
+            "just before it; the tests hold SmolLM2 and Gemma-3-270m within 1.3x):",
+            *_table(("batch", "layout", "rows", "estimate MiB", "peak MiB", "estimate/peak"),
+                    rows)] if rows else []
 
 
 def _derivation(row: dict[str, Any]) -> str:

@@ -35,15 +35,17 @@ class MemoryCase:
     rows: int
     spread: int = 0
 
-    def requests(self, seed: int = 0) -> list[tuple[None, list[int], list[int]]]:
-        """Four one-token answers per row, as MMLU asks them (the four share one fed row)."""
+    def requests(self, vocab: int, seed: int = 0) -> list[tuple[None, list[int], list[int]]]:
+        """Four one-token answers per row, as MMLU asks them (the four share one fed row);
+        token ids drawn below `vocab` (and below 20,000, ordinary text tokens)."""
         rng = random.Random(seed)
-        shared = [rng.randrange(100, 20000) for _ in range(self.prefix)]
+        low, high = min(100, vocab // 2), min(20000, vocab)
+        shared = [rng.randrange(low, high) for _ in range(self.prefix)]
         out: list[tuple[None, list[int], list[int]]] = []
         for r in range(self.rows):
             length = self.suffix - (self.spread * r) // max(1, self.rows - 1)
-            context = shared + [rng.randrange(100, 20000) for _ in range(length)]
-            out += [(None, context, [200 + c]) for c in range(4)]
+            context = shared + [rng.randrange(low, high) for _ in range(length)]
+            out += [(None, context, [low + c]) for c in range(4)]
         return out
 
 
@@ -69,8 +71,8 @@ def measure_case(model: Any, case: MemoryCase, *, dtype_bytes: int = 4) -> dict[
     import torch  # noqa: PLC0415 - heavy: only when a model is measured
 
     runner = ModelRunner.for_model(model, torch.device("cpu"), softmax_dtype=torch.float32)
-    planner = BatchPlanner(ModelShape.from_config(model.config), dtype_bytes=dtype_bytes,
-                           device="cpu")
+    shape = ModelShape.from_config(model.config)
+    planner = BatchPlanner(shape, dtype_bytes=dtype_bytes, device="cpu")  # only its estimate
     seen: dict[str, Any] = {}
 
     def batch_size(prefix: int, suffix: int, kept: int) -> int:
@@ -83,7 +85,7 @@ def measure_case(model: Any, case: MemoryCase, *, dtype_bytes: int = 4) -> dict[
             seen["start"] = _status_kib("VmRSS") or 0
         return case.rows
 
-    score_requests(runner, case.requests(), max_length=1 << 16, batch_size=batch_size,
+    score_requests(runner, case.requests(shape.vocab), max_length=1 << 16, batch_size=batch_size,
                    reuse=case.prefix > 0, min_prefix=16)
     if not seen.get("resettable"):
         raise RuntimeError("the peak-RSS mark cannot be reset here (/proc/self/clear_refs)")
@@ -92,6 +94,12 @@ def measure_case(model: Any, case: MemoryCase, *, dtype_bytes: int = 4) -> dict[
     return {"case": case.name, "layout": seen["layout"], "rows": case.rows,
             "estimate_mib": round(estimate / _MIB), "peak_mib": round(peak / _MIB),
             "ratio": round(estimate / peak, 2) if peak > 0 else None}
+
+
+def measure_loaded(model: Any, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
+                   ) -> list[dict[str, Any]]:
+    """Each case on an already loaded model (the bench's): estimate vs peak per batch."""
+    return [measure_case(model, case) for case in cases]
 
 
 def measure_model(folder: str, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
@@ -103,7 +111,7 @@ def measure_model(folder: str, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     with torch.no_grad():  # the first forward pages the weights in: not part of any batch
         model(input_ids=torch.tensor([[5, 6, 7]]))
-    return [measure_case(model, case) for case in cases]
+    return measure_loaded(model, cases)
 
 
 def within_tolerance(result: dict[str, Any], tolerance: float = ESTIMATE_TOLERANCE) -> bool:

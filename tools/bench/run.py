@@ -34,6 +34,7 @@ from tools.bench.config import (
     check_config,
 )
 from tools.bench.measure import RetryPolicy, measure_generation, measure_loglikelihood, warm_up
+from tools.bench.memory import measure_loaded
 from tools.bench.probes import PhaseLog
 from tools.bench.projection import project_protocol
 from tools.bench.workloads import HumanEvalWorkload, MMLUWorkload, choose_subjects
@@ -147,6 +148,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     generation = (measure_generation(humaneval, ours_lm, plain_lm, batch_size=config.batch_size,
                                      phases=phases, retry=retry)
                   if humaneval is not None else None)
+    with phases.phase("batch memory: estimate vs peak"):
+        estimate_vs_peak = measure_loaded(ours_lm.model)
     projection = project_protocol(
         loglik["sides"]["reuse"]["requests_per_s"],
         generation["sides"]["ours_batched"]["seconds_per_prompt"] if generation else None)
@@ -164,7 +167,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "total_s": round(time.perf_counter() - started, 3),
         "loglikelihood": loglik,
         "generation": generation,
-        "memory": {"phases": phases.phases},
+        "memory": {"phases": phases.phases, "estimate_vs_peak": estimate_vs_peak},
         "projection": projection,
         "targets": _targets(loglik, generation),
         "answers_agree": loglik["answers_agree"],
