@@ -180,7 +180,7 @@ def test_bench_end_to_end_on_tiny_llama(tiny_llama: Path, offline_mirror: Path, 
     code = main(["--data-dir", str(offline_mirror), "--model-folder", str(tiny_llama),
                  "--subjects", "2", "--questions-per-subject", "2", "--batch-size", "4",
                  "--humaneval-prompts", "2", "--max-gen-toks", "12", "--throughput-seconds", "0.1",
-                 "--retries", "0",
+                 "--retries", "0", "--no-vllm",  # vLLM's part: tests/test_vllm_bench.py
                  "--json", str(out), "--history", str(history)])
     printed = capsys.readouterr().out
     assert code == 0

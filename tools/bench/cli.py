@@ -20,6 +20,7 @@ from tools.bench.config import (
 )
 from tools.bench.format import format_report
 from tools.bench.run import append_history, run_bench
+from tools.bench.vllm_side import format_vllm
 
 
 def history_path(args: argparse.Namespace) -> Path | None:
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the machine meanwhile; the fastest attempt counts (default 1)")
     p.add_argument("--retry-above", type=float, default=0.25,
                    help="what counts as loaded: cores used by other processes (default 0.25)")
+    p.add_argument("--no-vllm", dest="vllm", action="store_false",
+                   help="skip the vLLM part (harness overhead over raw vLLM, vLLM vs hf)")
     p.add_argument("--json", type=Path, default=None,
                    help="also write the report here (indented)")
     p.add_argument("--history", type=Path, default=DEFAULT_HISTORY,
@@ -90,13 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         humaneval_prompts=args.humaneval_prompts, max_gen_toks=args.max_gen_toks,
         model_folder=args.model_folder.resolve() if args.model_folder else None,
         repeats=args.repeats, throughput_seconds=args.throughput_seconds, threads=args.threads,
-        retries=args.retries, retry_above=args.retry_above)
+        retries=args.retries, retry_above=args.retry_above, vllm=args.vllm)
     try:
         report = run_bench(config)
     except KananaError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(format_report(report))
+    if config.vllm:
+        print("\n".join(format_vllm(report.get("vllm"))))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",

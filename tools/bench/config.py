@@ -47,6 +47,7 @@ class BenchConfig:
     threads: int | None = None
     retries: int = 1
     retry_above: float = 0.25
+    vllm: bool = True  # the vLLM part, when vLLM is installed (tools/bench/vllm_side.py)
 
 
 def check_config(config: BenchConfig) -> None:

@@ -37,6 +37,7 @@ from tools.bench.measure import RetryPolicy, measure_generation, measure_loglike
 from tools.bench.memory import measure_loaded
 from tools.bench.probes import PhaseLog
 from tools.bench.projection import project_protocol
+from tools.bench.vllm_side import measure_vllm
 from tools.bench.workloads import HumanEvalWorkload, MMLUWorkload, choose_subjects
 
 _MIB = 1024 * 1024
@@ -148,11 +149,20 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     generation = (measure_generation(humaneval, ours_lm, plain_lm, batch_size=config.batch_size,
                                      phases=phases, retry=retry)
                   if humaneval is not None else None)
+    engine_record = ours_lm.speed_record() if hasattr(ours_lm, "speed_record") else None
     with phases.phase("batch memory: estimate vs peak"):
         estimate_vs_peak = measure_loaded(ours_lm.model)
     projection = project_protocol(
         loglik["sides"]["reuse"]["requests_per_s"],
         generation["sides"]["ours_batched"]["seconds_per_prompt"] if generation else None)
+    vllm = None
+    if config.vllm:
+        del ours_lm, plain_lm  # vLLM's engine gets the memory the two hf copies held
+        with phases.phase("vllm (ours and raw)"):
+            vllm = measure_vllm(folder, mmlu, humaneval, {
+                "loglikelihood": loglik["sides"]["reuse"]["seconds"],
+                "generation": generation["sides"]["ours_batched"]["seconds"]
+                if generation else None})
     machine["load_avg_end"] = _load_avg()
     outputs_identical = generation["outputs_identical"] if generation else None
     return {
@@ -163,13 +173,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
         "machine": machine,
         "versions": package_versions(),
-        "engine": ours_lm.speed_record() if hasattr(ours_lm, "speed_record") else None,
+        "engine": engine_record,
         "total_s": round(time.perf_counter() - started, 3),
         "loglikelihood": loglik,
         "generation": generation,
         "memory": {"phases": phases.phases, "estimate_vs_peak": estimate_vs_peak},
         "projection": projection,
         "targets": _targets(loglik, generation),
+        "vllm": vllm,
         "answers_agree": loglik["answers_agree"],
         "outputs_identical": outputs_identical,
         "ok": loglik["answers_agree"] and outputs_identical is not False,
