@@ -139,6 +139,24 @@ def test_batched_generation_matches_hflm_batch_one(request, mixed, single_thread
         assert record["batching"]["chosen"]["generate_until"]["decisions"] >= 1
 
 
+def test_generation_stops_growing_its_batch_when_memory_gets_scarce(varied_llama, mixed,
+                                                                   single_thread):
+    """Memory is asked before each prompt joins: once it is gone the batch stays at one row,
+    rows already decoding finish, and every output is still byte-identical."""
+    requests, expected, _ = _reference(mixed, "varied_llama", varied_llama)
+    lm = _fast(varied_llama, "auto")
+    asked: list[int] = []
+
+    def free(_device: str) -> int:
+        asked.append(1)
+        return 1 << 40 if len(asked) <= 3 else 0
+
+    lm.planner.free_memory = free
+    assert lm.generate_until(requests) == expected
+    chosen = lm.speed_record()["batching"]["chosen"]["generate_until"]
+    assert chosen["max"] > 1 and chosen["min"] == 1 and chosen["decisions"] > 3
+
+
 def test_stops_really_cut_the_outputs(varied_llama, mixed, single_thread):
     """The stops chosen from the model's own text end rows early (else stopping is untested)."""
     requests, expected, free = _reference(mixed, "varied_llama", varied_llama)

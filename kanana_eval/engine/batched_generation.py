@@ -143,7 +143,7 @@ class ContinuousBatcher:
 
     def __init__(self, runner: ModelRunner, *, eos_ids: Sequence[int],
                  decode: Callable[[list[int]], str], sampling: Sampling, max_active: int,
-                 stop_window: int = 8) -> None:
+                 stop_window: int = 8, room: Callable[[], int] | None = None) -> None:
         self.runner = runner
         self.eos_ids = set(int(i) for i in eos_ids)
         self.decode = decode
@@ -151,6 +151,9 @@ class ContinuousBatcher:
         self.warpers = sampling.warpers()
         self.max_active = max(1, max_active if runner.can_pad_batches else 1)
         self.stop_window = stop_window
+        # rows memory allows now, asked before a waiting prompt joins: a batch stops growing
+        # when memory gets scarce (rows already decoding are never dropped)
+        self.room = room
         self.stats = GenerationStats()
         self._stop_tokens: dict[tuple[str, ...], int] = {}
 
@@ -175,7 +178,7 @@ class ContinuousBatcher:
 
         with torch.no_grad(), self.runner.autocast():
             while waiting or live:
-                while waiting and len(live) < self.max_active:
+                while waiting and len(live) < self._limit():
                     row = _Live(waiting.popleft())
                     token, row_cache = self._prefill(row)
                     if self._done(row, token):
@@ -205,6 +208,12 @@ class ContinuousBatcher:
                     else:
                         cache, mask = self._select(cache, mask, keep)
         return [out if out is not None else [] for out in outputs]
+
+    def _limit(self) -> int:
+        """Rows the batch may hold: `max_active`, lowered by `room` (at least one row runs)."""
+        if self.room is None:
+            return self.max_active
+        return min(self.max_active, max(1, self.room()))
 
     # ------------------------------------------------------------------ steps
     def _choose(self, logits: torch.Tensor, generated: Sequence[Sequence[int]]) -> list[int]:

@@ -240,8 +240,9 @@ class FastHFLM(HFLM):
         prefill = self.planner.estimate(Layout.PADDED, 1, cached_tokens=0,
                                         new_tokens=max(len(p.tokens) for p in ordered),
                                         kept_logits=1)
-        rows = self.planner.choose("generate_until", cached_tokens=longest, new_tokens=1,
-                                   kept_logits=1, layout=Layout.DECODE, fixed=prefill)
+        def room() -> int:
+            return self.planner.choose("generate_until", cached_tokens=longest, new_tokens=1,
+                                       kept_logits=1, layout=Layout.DECODE, fixed=prefill)
 
         def decode(tokens: list[int]) -> str:
             return self.tokenizer.decode(tokens, skip_special_tokens=False)
@@ -255,6 +256,6 @@ class FastHFLM(HFLM):
             bar.update(1)
 
         batcher = ContinuousBatcher(self.runner, eos_ids=self._eos_ids(), decode=decode,
-                                    sampling=sampling, max_active=rows)
+                                    sampling=sampling, max_active=room(), room=room)
         batcher.run(ordered, on_done=on_done)
         self.generation_stats.add(batcher.stats)
