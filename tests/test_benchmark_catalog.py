@@ -30,6 +30,7 @@ PROTOCOL_ITEMS = {
     "mt_bench": 80, "komt_bench": 80, "ifeval": 541, "humaneval_plus": 164, "mbpp_plus": 378,
     "gsm8k_boxed": 1319, "math": 5000, "mmlu_cot": 14042, "kmmlu_cot": 35030, "math500": 500,
     "functionchatbench": 1306,
+    "niah": 132,
 }
 CARD = """---
 title: ARC-Challenge

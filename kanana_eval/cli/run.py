@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kanana_eval.cli.niah_options import add_niah_options, niah_fields
 from kanana_eval.cli.options import add_judge_options, batch_size, count, csv, resolved_path
 from kanana_eval.config.run_config import RunConfig
 from kanana_eval.pipeline.run import run, summary_line
@@ -84,6 +85,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--functionchat-judge-model", default=None,
                    help="FunctionChat-Bench judge (default: the data version's own, "
                         "gpt-4-0125-preview at 571abec, gpt-4.1-2025-04-14 at v2.0.0)")
+    add_niah_options(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +101,7 @@ def execute(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "handler")}
     data_dir = resolved_path(fields["data_dir"])  # absolute, so `rerun` works from any folder
     fields["data_dir"] = str(data_dir) if data_dir else None
+    niah_fields(fields)
     rejudge = fields.pop("rejudge", None)  # a one-off, not part of the stored run config
     for run_dir in run(RunConfig(**fields), rejudge=rejudge):
         print(summary_line(run_dir))

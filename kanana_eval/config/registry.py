@@ -3,6 +3,7 @@ checkpoints."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +31,7 @@ class ModelEntry:
     yarn_128k: bool = False
     hub_id: str | None = None
     offline_package: str | None = None
+    local_path: str | None = None  # a test registry's fixture model folder
 
     @property
     def source(self) -> str:
@@ -73,6 +75,7 @@ class Registry:
         if name in self.models:
             entry = self.models[name]
             return [ModelRef(name, entry=entry, hub_id=entry.hub_id,
+                             path=Path(entry.local_path) if entry.local_path else None,
                              protocols=protocols or entry.protocols)]
         if name.startswith("kakaocorp/") and name.removeprefix("kakaocorp/") in self.models:
             return self.resolve(name.removeprefix("kakaocorp/"), protocols)
@@ -101,14 +104,20 @@ def _entry(key: str, raw: dict[str, Any]) -> ModelEntry:
             yarn_128k=bool(raw.get("yarn_128k", False)),
             hub_id=raw.get("hub_id"),
             offline_package=raw.get("offline_package"),
+            local_path=raw.get("local_path"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"registry entry '{key}' is malformed: {exc!r}") from exc
 
 
-@lru_cache(maxsize=1)
-def load_registry(path: Path = _REGISTRY_FILE) -> Registry:
-    """Parse models.yaml once; a malformed file is a ConfigError, not a traceback."""
+def load_registry(path: Path | None = None) -> Registry:
+    """The registry: `path`, else $KANANA_MODEL_REGISTRY (a test registry), else models.yaml."""
+    return _load_registry(Path(path or os.environ.get("KANANA_MODEL_REGISTRY") or _REGISTRY_FILE))
+
+
+@lru_cache(maxsize=4)
+def _load_registry(path: Path) -> Registry:
+    """Parse a registry file once; a malformed file is a ConfigError, not a traceback."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

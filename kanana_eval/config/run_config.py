@@ -46,6 +46,10 @@ class RunConfig:
     prefix_cache: bool = True
     functionchat_version: str | None = None  # None: the task's default (571abec)
     functionchat_judge_model: str | None = None  # None: the data version's own judge model
+    haystack_dir: str | None = None  # NIAH: the user's text files instead of the project's filler
+    niah_lengths: str | None = None  # NIAH grid: context lengths (e.g. "1K,2K,4K"), else default
+    niah_depths: str | None = None  # NIAH grid: needle depths in percent, else 0,10,...,100
+    niah_languages: str | None = None  # NIAH grid: "en", "ko" or both (default)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -124,6 +124,27 @@ def hf_model_args(cfg: EngineConfig) -> dict[str, Any]:
     return args
 
 
+def hf_rope_override(cfg: EngineConfig) -> dict[str, Any]:
+    """The YaRN override merged into the model's own rope parameters.
+
+    transformers 5 takes `rope_scaling=` as the whole `rope_parameters`: passed alone it drops
+    the model's `rope_theta` and YaRN fails to build. The model's own values are kept, the
+    override's replace them, and `rope_type` follows the override's `type`.
+    """
+    from transformers import AutoConfig  # noqa: PLC0415 - heavy: transformers, only for hf
+
+    override = dict(cfg.rope_scaling or {})
+    config = AutoConfig.from_pretrained(cfg.model, revision=cfg.revision)
+    current = dict(getattr(config, "rope_parameters", None) or {})
+    if not current and getattr(config, "rope_theta", None) is None:
+        return override
+    merged = {**current, **override}
+    merged.setdefault("rope_theta", getattr(config, "rope_theta", None))
+    merged["rope_type"] = override.get("rope_type") or override.get("type") or current.get(
+        "rope_type")
+    return merged
+
+
 def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
     args: dict[str, Any] = {
         "pretrained": cfg.model,
@@ -331,7 +352,10 @@ def build_lm(cfg: EngineConfig) -> Any:
         preflight(cfg)
     if cfg.backend == "hf":
         try:
-            return _engine_class("hf")(**hf_model_args(cfg))
+            args = hf_model_args(cfg)
+            if cfg.rope_scaling:
+                args["rope_scaling"] = hf_rope_override(cfg)
+            return _engine_class("hf")(**args)
         except OSError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc

@@ -35,6 +35,13 @@ from kanana_eval.pipeline.collect import (
 )
 from kanana_eval.pipeline.data_record import data_record
 from kanana_eval.pipeline.model_source import request_cache_path, resolve_weights
+from kanana_eval.pipeline.niah_grid import (
+    answer_grid,
+    check_options,
+    context_hint,
+    is_grid,
+    plan_grid,
+)
 from kanana_eval.pipeline.rejudge import prior_vouched
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
 from kanana_eval.results.io import read_json
@@ -74,6 +81,9 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
             load_protocol(name)
         specs = select_benchmarks(list(ref.protocols), config.benchmarks)
         check_specs(specs)
+        if any(is_grid(s) for s in specs):  # grid options and --haystack-dir, before model work
+            check_options(config, context_hint(
+                ref, load_registry().yarn_rope_scaling if config.yarn else None))
         if config.yarn and ref.entry is not None and not ref.entry.yarn_128k:
             raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the "
                               "README: ~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
@@ -116,7 +126,8 @@ def run_model(ref: ModelRef, config: RunConfig, *,
     timings["resolve_model_s"] = time.time() - t
 
     t = time.time()
-    lm_specs = [spec for spec in specs if not _judged(spec)]
+    lm_specs = [spec for spec in specs if not _judged(spec) and not is_grid(spec)]
+    grids = [spec for spec in specs if is_grid(spec)]
     judged = [spec for spec in specs if _judged(spec)]
     tool_specs = [spec for spec in lm_specs if _tool_chat(spec)]  # chat with tools, own data
     lm_specs = [spec for spec in lm_specs if not _tool_chat(spec)]
@@ -145,6 +156,11 @@ def run_model(ref: ModelRef, config: RunConfig, *,
     engine_record: dict[str, Any] = {**engine.describe(),
                                      "effective_max_length": getattr(lm, "max_length", None)}
     timings["build_engine_s"] = time.time() - t
+    grid_plans = {spec.id: plan_grid(spec, lm, config, engine.rope_scaling) for spec in grids}
+    for spec in grids:  # generated grids: their own data record, one item per cell
+        data[spec.id] = grid_plans[spec.id].data_record()
+        built[spec.id], available[spec.id] = [], grid_plans[spec.id].available
+        plan[spec.id] = {"cells": grid_plans[spec.id].available}
 
     cache_path = request_cache_path(resolved, engine) if config.use_cache else None
     t = time.time()
@@ -167,6 +183,9 @@ def run_model(ref: ModelRef, config: RunConfig, *,
         items[spec.id], engine_record.setdefault("tool_chat", {})[spec.id] = tool_chat.answer(
             tool_jobs[spec.id], lm, engine, cache_path)
         flag_truncation(lm, [spec], items)
+    for spec in grids:
+        items[spec.id], engine_record.setdefault("grids", {})[spec.id] = answer_grid(
+            lm, grid_plans[spec.id])
     timings["inference_and_scoring_s"] = time.time() - t
     engine_record["chat_template"] = chat_template_record(lm, specs)
     engine_record["generation_stages"] = {

@@ -20,6 +20,7 @@ import kanana_eval
 from kanana_eval.core.errors import ResultsError
 from kanana_eval.core.paths import resource_dir
 from kanana_eval.report.formatting import format_number
+from kanana_eval.report.heatmap import write_heatmaps
 from kanana_eval.report.page import run_dashboard
 from kanana_eval.report.tables import (
     DELTA_PREFIX,
@@ -328,6 +329,7 @@ def render_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    heatmaps = write_heatmaps(run_dirs, out_dir)  # NIAH grids: PNG + SVG beside the pages
     for kind in dict.fromkeys(t.kind for t in chosen):
         context = {
             "kind": kind,
@@ -338,6 +340,7 @@ def render_report(
             "sections": _sections(runs, [t for t in chosen if t.kind == kind], all_tables),
             "judge_breakdowns": _judge_breakdowns(run_dirs) if kind == "instruct" else [],
             "dashboards": _dashboards(run_dirs, [t for t in all_tables if t.kind == kind], kind),
+            "heatmaps": [h for h in heatmaps if h["protocol"] == kind],
         }
         for suffix, template in (("html", "report.html.j2"), ("md", "report.md.j2")):
             path = out_dir / f"{kind}.{suffix}"

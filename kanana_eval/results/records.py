@@ -110,7 +110,8 @@ class ScoreRow(_Record):
     """One benchmark of `scores.json`: the headline value, its error bar and what qualifies it."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"metrics", "n_no_answer", "n_truncated",
-                                                          "n_dropped", "judge"})
+                                                          "n_dropped", "judge", "n_skipped",
+                                                          "n_failed"})
 
     benchmark: str = Field(pattern=r"^[a-z0-9_]+@[a-z0-9_]+$")
     protocol: str
@@ -128,6 +129,8 @@ class ScoreRow(_Record):
     n_truncated: int | None = Field(default=None, ge=0)
     n_dropped: int | None = Field(default=None, ge=0)
     judge: dict[str, Any] | None = None
+    n_skipped: int | None = Field(default=None, ge=0)  # NIAH: cells beyond the model's context
+    n_failed: int | None = Field(default=None, ge=0)  # NIAH: cells whose generation failed
 
     @property
     def scale_enum(self) -> Scale:
@@ -169,7 +172,7 @@ class ModelRecord(_Record):
     readme_rows: list[str] = Field(default_factory=list)
 
 
-DataSource = Literal["hub", "mirror", "release", "download", "hub+download"]
+DataSource = Literal["hub", "mirror", "release", "download", "hub+download", "generated"]
 
 
 class DataRecord(_Record):

@@ -33,6 +33,7 @@ class AnswerPath(Enum):
 
     LM_EVAL = "lm-eval task"  # lm-eval builds the requests; the engine answers them
     JUDGED_TURNS = "two-turn chat"  # our multi-turn chat (MT-Bench): answers, then a judge
+    GENERATED_GRID = "generated grid"  # prompts made by the benchmark itself (NIAH), no lm-eval
     TOOL_CHAT = "tool-calling chat"  # chat with tools (FunctionChat-Bench): calls, then a judge
 
 

@@ -19,6 +19,7 @@ from kanana_eval.scoring import (  # noqa: F401
     exact_match,
     ifeval,
     multiple_choice,
+    niah,
 )
 from kanana_eval.scoring.base import AnswerPath, Scorer, registered
 from kanana_eval.scoring.evalplus import scorer as evalplus_scorer  # noqa: F401

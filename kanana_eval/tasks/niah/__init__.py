@@ -1,0 +1,1 @@
+"""Needle in a haystack: a generated, bilingual long-context benchmark (see card.md)."""
