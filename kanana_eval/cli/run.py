@@ -69,6 +69,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="vLLM memory fraction")
     p.add_argument("--enforce-eager", action="store_true",
                    help="vLLM: no CUDA graphs or torch.compile (quicker start; docs/vllm.md)")
+    p.add_argument("--unsafe-exec", action="store_true",
+                   help="run generated code without the sandbox's isolation boundary where this "
+                        "machine lacks it (recorded in the manifest; docs/sandbox.md)")
     p.add_argument("--max-gen-toks", type=count(1), default=None,
                    help="lower every benchmark's new-token limit to N (smoke runs on CPU); "
                         "recorded, generations cut by it are flagged, and the run is marked as a "

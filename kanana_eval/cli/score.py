@@ -24,12 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", default="results", help="where the run folder goes")
     p.add_argument("--workers", type=count(1), default=None,
                    help="parallel sandboxes for code (default: CPU count)")
+    p.add_argument("--unsafe-exec", action="store_true",
+                   help="run generated code without the sandbox's isolation boundary where this "
+                        "machine lacks it (recorded in the manifest; docs/sandbox.md)")
     p.set_defaults(handler=execute)
 
 
 def execute(args: argparse.Namespace) -> int:
     run_dir = score_completions(args.benchmark, Path(args.file),
                                 data_dir=resolved_path(args.data_dir),
-                                output_dir=Path(args.output_dir), workers=args.workers)
+                                output_dir=Path(args.output_dir), workers=args.workers,
+                                unsafe_exec=args.unsafe_exec)
     print(summary_line(run_dir))
     return 0

@@ -44,6 +44,7 @@ class RunConfig:
     judge_max_tokens: int = 2048  # FastChat's limit for OpenAI judges
     komt_language_penalty: bool = False
     prefix_cache: bool = True
+    unsafe_exec: bool = False  # run generated code without the isolation boundary (sandbox.md)
     functionchat_version: str | None = None  # None: the task's default (571abec)
     functionchat_judge_model: str | None = None  # None: the data version's own judge model
     haystack_dir: str | None = None  # NIAH: the user's text files instead of the project's filler
@@ -52,7 +53,10 @@ class RunConfig:
     niah_languages: str | None = None  # NIAH grid: "en", "ko" or both (default)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        raw = dataclasses.asdict(self)
+        if not raw["unsafe_exec"]:  # stored only when given: earlier manifests and hashes stay
+            del raw["unsafe_exec"]
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:

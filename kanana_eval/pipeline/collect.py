@@ -29,10 +29,12 @@ def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[Bui
                   plan: Plan, *, seed: int = 1234, cache_path: Path | None = None,
                   workers: int | None = None, timings: dict[str, float] | None = None,
                   data_dir: Path | None = None, doc_ids: dict[str, list[int]] | None = None,
-                  chat_templates: bool = True) -> dict[str, list[Item]]:
+                  chat_templates: bool = True,
+                  unsafe_exec: bool = False) -> dict[str, list[Item]]:
     """Every planned request through lm-eval on `lm`, then one item per document, executed.
 
-    `chat_templates=False` renders every prompt plain (scoring stored completions: no model).
+    `chat_templates=False` renders every prompt plain (scoring stored completions: no model);
+    `unsafe_exec` runs code without the sandbox's isolation boundary (--unsafe-exec).
     """
     timings = timings if timings is not None else {}
     samples: dict[str, list[dict[str, Any]]] = {}
@@ -51,7 +53,7 @@ def collect_items(lm: Any, specs: list[BenchmarkSpec], built: dict[str, list[Bui
     flag_truncation(lm, specs, items)
     t = time.time()
     execute(specs, items, ExecutionContext(data_dir=data_dir, cache_dir=cache_dir(),
-                                           workers=workers))
+                                           workers=workers, unsafe_exec=unsafe_exec))
     timings["execution_s"] = time.time() - t
     return items
 

@@ -51,6 +51,7 @@ from kanana_eval.scoring.catalog import check_specs, scorer_for
 from kanana_eval.scoring.judge import stage as judge_stage
 from kanana_eval.scoring.judge.client import JudgeConfig
 from kanana_eval.scoring.judge.client import preflight as judge_preflight
+from kanana_eval.scoring.sandbox.api import require_boundary
 from kanana_eval.tasks.lm_eval_bridge import build_tasks
 
 
@@ -89,6 +90,8 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
                               "README: ~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
         if config.judge and any(scorer_for(s).needs_judge for s in specs):
             judge_preflight(judge_options(config).client)
+        if any(scorer_for(s).runs_code for s in specs):  # no isolation: refused before work
+            require_boundary(config.unsafe_exec)
     return [run_model(ref, dataclasses.replace(config, model=ref.name,
                                                protocols=list(ref.protocols)), rejudge=rejudge)
             for ref in refs]
@@ -172,7 +175,7 @@ def run_model(ref: ModelRef, config: RunConfig, *,
     with joined(lm, first_turns) as stage_one:
         items = collect_items(lm, lm_specs, built, plan, seed=config.seed, cache_path=cache_path,
                               workers=config.execution_workers, timings=timings,
-                              data_dir=data_dir)
+                              data_dir=data_dir, unsafe_exec=config.unsafe_exec)
     for spec in judged:
         items[spec.id] = judge_stage.answer_items(
             lm, spec, judge_data[spec.id], plan[spec.id],

@@ -100,7 +100,7 @@ class RunOutcome:
         """What the code sandbox enforced on this machine, for runs that ran code."""
         if not any(scorer_for(b.spec).runs_code for b in self.benchmarks):
             return None
-        return isolation_report()
+        return isolation_report(unsafe=self.config.unsafe_exec)
 
 
 def write_run(outcome: RunOutcome) -> Path:

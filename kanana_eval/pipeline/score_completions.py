@@ -33,6 +33,7 @@ from kanana_eval.pipeline.model_source import ResolvedModel
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
 from kanana_eval.scoring.base import ExecutionContext, Scorer, item_id
 from kanana_eval.scoring.catalog import check_spec
+from kanana_eval.scoring.sandbox.api import require_boundary
 from kanana_eval.tasks.lm_eval_bridge import BuiltTask, build_tasks
 
 _NEEDS_MODEL = "this benchmark is scored by log-likelihood: it needs a model, not completions"
@@ -120,8 +121,12 @@ def _doc_ids(spec: BenchmarkSpec, built: list[BuiltTask], wanted: set[str]) -> d
 
 
 def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, output_dir: Path,
-                      workers: int | None = None) -> Path:
-    """Score `path` on `benchmark` and store a run folder (source `completions`); return it."""
+                      workers: int | None = None, unsafe_exec: bool = False) -> Path:
+    """Score `path` on `benchmark` and store a run folder (source `completions`); return it.
+
+    Code runs in the sandbox's isolation boundary, refused where it is missing unless
+    `unsafe_exec` (--unsafe-exec).
+    """
     started = time.time()
     spec = find_benchmark(benchmark)
     scorer = check_spec(spec)
@@ -129,6 +134,8 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
         raise ConfigError(f"{spec.id} is scored by log-likelihood: it needs a model, "
                           "not completions")
     responses = read_completions(path, scorer)
+    if scorer.runs_code:
+        require_boundary(unsafe_exec)  # refused before any work, in one line
     scorer.prepare(spec)
     built = build_tasks(spec, data_dir)
     doc_ids = _doc_ids(spec, built, set(responses))
@@ -137,19 +144,19 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
     if direct is not None:
         items = {spec.id: direct}
         execute([spec], items, ExecutionContext(data_dir=data_dir, cache_dir=cache_dir(),
-                                                workers=workers))
+                                                workers=workers, unsafe_exec=unsafe_exec))
     else:
         names = {bt.name: (spec, bt.subtask) for bt in built}
         items = collect_items(stored_completions_lm(responses, names), [spec], {spec.id: built},
                               {spec.id: {k: len(v) for k, v in doc_ids.items()}},
                               workers=workers, data_dir=data_dir, doc_ids=doc_ids,
-                              chat_templates=False)
+                              chat_templates=False, unsafe_exec=unsafe_exec)
     digest = file_sha256(Path(path))
     ref = ModelRef(name=f"completions-{Path(path).stem}", protocols=(spec.protocol,))
     config = RunConfig(model=str(Path(path).resolve()), protocols=[spec.protocol],
                        benchmarks=[spec.id], backend="completions",
                        data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
-                       execution_workers=workers, use_cache=False)
+                       execution_workers=workers, use_cache=False, unsafe_exec=unsafe_exec)
     resolved = ResolvedModel(ref, str(path), "completions", f"sha256:{digest}", None,
                              str(Path(path).resolve()))
     engine = {"backend": "completions", "file": str(Path(path).resolve()), "sha256": digest,

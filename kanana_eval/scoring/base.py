@@ -62,6 +62,7 @@ class ExecutionContext:
     cache_dir: Path  # derived data kept across runs (evalplus' expected outputs)
     workers: int | None = None
     progress: bool = True
+    unsafe_exec: bool = False  # run code without the isolation boundary (--unsafe-exec)
 
 
 def mean_stderr(scores: Sequence[float]) -> tuple[float | None, float | None]:

@@ -1,19 +1,24 @@
 """evalplus's base and plus tests, with the untrusted part inside kanana_eval's sandbox.
 
 evalplus's `evaluate` calls `check_correctness` → `untrusted_check`, which forks a
-multiprocessing child running `evalplus.eval.unsafe_execute` (evalplus's reliability_guard,
-per-input time limits, its comparisons and special oracles) and maps the child's outcome to
-"pass" / "fail" / "timeout". We keep `unsafe_execute` itself and run it through
-`sandbox.run_calls`: one supervisor per solution, a fresh child for the base tests and one for
-the plus tests, with our rlimits, Landlock, disk quota, nonce and process-tree kill around it.
-What `untrusted_check` does in the parent is reproduced below line for line: the per-input
-limits max(min_time_limit, gt_time_limit_factor × reference time), the wall-clock budget
-min(EVALPLUS_TIMEOUT_PER_TASK or 60, Σ limits) + 1 (+ 1 without fast_check) waited on
-with `join(timeout + 1)`, and the status mapping (no status from the child = "timeout"; "pass"
-needs every input checked and passed). Expected outputs and reference times are evalplus's
-`get_groundtruth`, computed in a subprocess (`groundtruth.py`) and cached in our scratch folder,
-never in ~/.cache/evalplus. evalplus's `evaluate` defaults are used: fast_check (stop at the first
-failing input), min_time_limit 1.0, gt_time_limit_factor 4.0.
+multiprocessing child running `evalplus.eval.unsafe_execute`: the solution's calls AND the
+comparisons with the expected outputs, in one process the solution can tamper with. Here that
+loop is split at the trust line (`outputs.py`): the sandbox child only computes and encodes the
+outputs (`collect_outputs`), the expected outputs never enter the sandbox, and the harness
+compares decoded builtin values with evalplus's comparisons and special oracles (`judge`).
+One supervisor per solution, a fresh child for the base tests and one for the plus tests.
+What `untrusted_check` does in the parent is kept: the per-input limits max(min_time_limit,
+gt_time_limit_factor × reference time), the budget min(EVALPLUS_TIMEOUT_PER_TASK or 60,
+Σ limits) + 1 (+ 1 without fast_check) + 1, and the status mapping (no result from the child =
+"timeout"; "pass" needs every input checked and passed). Two deliberate differences, so that a
+verdict does not depend on load: the per-input limits count wall time minus the time spent
+waiting for a CPU (`outputs.time_limit`; equal to evalplus' wall time on a quiet machine), the
+budget is CPU seconds (RLIMIT_CPU; wall clock is the sandbox's backstop at 5× the budget), and a
+call stopped by a time limit runs once more before it counts (`PlusResult.retried`). Expected
+outputs and reference times are evalplus's `get_groundtruth`, computed in a subprocess
+(`groundtruth.py`) and cached in our scratch folder, never in ~/.cache/evalplus. evalplus's
+`evaluate` defaults are used: fast_check (stop at the first failing input), min_time_limit 1.0,
+gt_time_limit_factor 4.0.
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ from tqdm import tqdm
 
 from kanana_eval.core.errors import KananaError
 from kanana_eval.data.evalplus_release import dataset_hash
+from kanana_eval.scoring.evalplus.outputs import STOP_TIME, judge
 from kanana_eval.scoring.sandbox.api import QUOTA_DETAIL, ExecutionResult, run_calls
 
 DATASETS = ("humaneval", "mbpp")
 FAST_CHECK = True  # evaluate(test_details=False), its default
 DETAIL_CHARS = 500
-_TARGET = "kanana_eval.scoring.evalplus.execute:sandboxed_unsafe_execute"
+_TARGET = "kanana_eval.scoring.evalplus.outputs:collect_outputs"
 _GROUNDTRUTH = str(Path(__file__).with_name("groundtruth.py"))  # a program run by path
 
 
@@ -58,6 +64,7 @@ class PlusResult:
     plus_status: str | None  # None when base_only
     seconds: float
     detail: str
+    retried: tuple[str, ...] = ()  # "base" / "plus": stopped by a time limit once, run again
 
     @property
     def passed(self) -> bool:
@@ -111,6 +118,7 @@ def check_solutions(
     workers: int | None = None,
     base_only: bool = False,
     progress: bool = False,
+    unsafe: bool = False,
 ) -> list[PlusResult]:
     """Each (task_id, full program) against evalplus's base (and plus) tests; input order kept.
 
@@ -132,7 +140,7 @@ def check_solutions(
     with ThreadPoolExecutor(max_workers=min(workers, len(solutions))) as pool:
         futures = [
             pool.submit(_check_one, dataset, problems[task_id], source, expected[task_id],
-                        base_only, memory_mb)
+                        base_only, memory_mb, unsafe)
             for task_id, source in solutions
         ]
         if progress:
@@ -143,36 +151,60 @@ def check_solutions(
 
 
 def _check_one(dataset: str, problem: dict[str, Any], solution: str, expected: dict[str, Any],
-               base_only: bool, memory_mb: int) -> PlusResult:
+               base_only: bool, memory_mb: int, unsafe: bool) -> PlusResult:
     """`check_correctness` for one solution: base then plus, each an `untrusted_check`."""
     kinds = ("base",) if base_only else ("base", "plus")
     calls, timeouts = [], []
     for kind in kinds:
         limits = time_limits(expected[f"{kind}_time"])
-        calls.append((dataset, problem["entry_point"], solution, problem[f"{kind}_input"],
-                      expected[kind], limits, problem["atol"], FAST_CHECK))
+        calls.append((problem["entry_point"], solution, problem[f"{kind}_input"], limits,
+                      memory_mb << 20))
         timeouts.append(join_timeout(limits, FAST_CHECK))
-    results = run_calls(_TARGET, calls, timeouts_s=timeouts, memory_mb=memory_mb,
-                        preload=("evalplus.eval",),
-                        env={"EVALPLUS_MAX_MEMORY_BYTES": str(memory_mb << 20)})
-    pairs = list(zip(kinds, results, strict=True))
-    statuses = [evalplus_status(r, len(problem[f"{k}_input"])) for k, r in pairs]
-    notes = [_note(k, s, r) for (k, r), s in zip(pairs, statuses, strict=True) if s != "pass"]
+    run = {"memory_mb": memory_mb, "preload": ("evalplus.eval",), "unsafe": unsafe,
+           "env": {"EVALPLUS_MAX_MEMORY_BYTES": str(memory_mb << 20)}}
+    results = run_calls(_TARGET, calls, timeouts_s=timeouts, **run)
+    statuses, notes, retried = [], [], []
+    for index, kind in enumerate(kinds):
+        checked = _checked(dataset, problem, kind, expected, results[index])
+        if checked[1] == STOP_TIME and results[index].attempts == 1:  # a time limit: once more
+            again = run_calls(_TARGET, [calls[index]], timeouts_s=[timeouts[index]], **run)[0]
+            results[index] = ExecutionResult(again.status, again.seconds, again.detail,
+                                             again.value, 2)
+            checked = _checked(dataset, problem, kind, expected, results[index])
+        if results[index].attempts > 1:
+            retried.append(kind)
+        statuses.append(checked[0])
+        if checked[0] != "pass":
+            notes.append(_note(kind, checked[0], results[index], checked[1]))
     return PlusResult(
         task_id=problem["task_id"],
         base_status=statuses[0],
         plus_status=None if base_only else statuses[1],
         seconds=sum(r.seconds for r in results),
         detail="; ".join(notes)[:DETAIL_CHARS],
+        retried=tuple(retried),
     )
 
 
-def _note(kind: str, status: str, result: ExecutionResult) -> str:
-    """'plus: fail' when evalplus's checker ran to its end, else what stopped the sandbox."""
+def _checked(dataset: str, problem: dict[str, Any], kind: str, expected: dict[str, Any],
+             result: ExecutionResult) -> tuple[str, str | None]:
+    """(evalplus status, what stopped the child) for one kind of tests."""
+    verdict = None
     if result.status == "passed":
-        return f"{kind}: {status}"
+        verdict = judge(dataset, problem["entry_point"], problem[f"{kind}_input"],
+                        expected[kind], problem["atol"], result.value)
+    return evalplus_status(result, verdict), (verdict[2] if verdict else None)
+
+
+def _note(kind: str, status: str, result: ExecutionResult, stop: str | None) -> str:
+    """'plus: fail' when the outputs were judged, with what stopped the child, else the sandbox."""
+    if result.status == "passed":
+        return f"{kind}: {status}" + (f" ({_STOPS[stop]})" if stop else "")
     prefix = "sandbox error: " if result.status == "error" else ""
     return f"{kind}: {status} ({prefix}{result.detail})"
+
+
+_STOPS = {"time": "an input ran out of time", "error": "an input raised an exception"}
 
 
 def time_limits(ref_time: Sequence[float], min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,
@@ -189,59 +221,21 @@ def join_timeout(limits: Sequence[float], fast_check: bool = FAST_CHECK) -> floa
     return timeout + 1
 
 
-def evalplus_status(result: ExecutionResult, n_inputs: int) -> str:
+def evalplus_status(result: ExecutionResult,
+                   verdict: tuple[bool, int, str | None] | None) -> str:
     """untrusted_check's mapping of what its child left behind to "pass" / "fail" / "timeout".
 
-    A child that returned gives (stat, details[:progress]); one that died, hung or was killed
-    leaves stat _UNKNOWN, which evalplus reports as "timeout". A disk-quota kill is a failure.
+    `verdict` is `outputs.judge` on the child's value (None when the child did not return).
+    A child that died, hung or was killed leaves no status, which evalplus reports as
+    "timeout"; a disk-quota kill is a failure.
     """
-    from evalplus.eval import (  # noqa: PLC0415 - heavy: evalplus, only when used
-        _UNKNOWN,
-        FAIL,
-        PASS,
-        TIMEOUT,
-        _mapping,
-    )
+    from evalplus.eval import FAIL, PASS, TIMEOUT  # noqa: PLC0415 - heavy: evalplus, when used
 
     if result.detail.startswith(QUOTA_DETAIL):
         return FAIL
-    stat_value, details = _UNKNOWN, []
-    if result.status == "passed" and _well_formed(result.value):
-        stat_value, details = result.value
-    stat = _mapping.get(stat_value)
-    if not stat:
-        stat = TIMEOUT
-    if stat == PASS and (len(details) != n_inputs or not all(details)):
-        stat = FAIL
-    return stat
-
-
-def _well_formed(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
-            and isinstance(value[1], list))
-
-
-class _Shared:
-    """Stands in for multiprocessing.Value: unsafe_execute runs in this very process."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-
-def sandboxed_unsafe_execute(dataset: str, entry_point: str, code: str, inputs: list,
-                             expected: list, limits: list[float], atol: float,
-                             fast_check: bool) -> list:
-    """Runs INSIDE the sandbox child: evalplus's unsafe_execute, its outcome as JSON types."""
-    from evalplus.eval import (  # noqa: PLC0415 - heavy: evalplus, only when used
-        _UNKNOWN,
-        unsafe_execute,
-    )
-
-    stat, progress = _Shared(_UNKNOWN), _Shared(0)
-    details: list[Any] = [False] * len(inputs)
-    unsafe_execute(dataset, entry_point, code, inputs, expected, limits, atol, fast_check,
-                   stat, details, progress)
-    return [int(stat.value), [bool(d) for d in details[: progress.value]]]
+    if result.status != "passed" or verdict is None:
+        return TIMEOUT
+    return PASS if verdict[0] else FAIL
 
 
 def _memory_mb() -> int:

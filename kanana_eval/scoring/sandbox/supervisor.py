@@ -51,10 +51,10 @@ _BLOCKED_MODULES = ("ipdb", "joblib", "resource", "psutil", "tkinter")
 _SETUP = b"setup: "  # proof prefix: the child could not be confined (an error, not a verdict)
 
 
-def _load_isolation() -> types.ModuleType:
-    """isolation.py from this folder, kept out of sys.modules (the program never sees it)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "isolation.py")
-    spec = importlib.util.spec_from_file_location("kanana_sandbox_isolation", path)
+def _load(name: str) -> types.ModuleType:
+    """A stdlib-only module of this folder, kept out of sys.modules (the program never sees it)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("kanana_sandbox_" + name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -62,7 +62,8 @@ def _load_isolation() -> types.ModuleType:
     return module
 
 
-isolation = _load_isolation()
+isolation = _load("isolation")
+rpc = _load("rpc")
 
 
 def _guard() -> None:
@@ -80,7 +81,7 @@ def _guard() -> None:
 
 def _setup(header: dict[str, Any], cpu: int) -> None:
     """Confine the child: rlimits, stdin/stdout to /dev/null, then Landlock."""
-    isolation.limit_resources(header["memory"], cpu, header["fsize"])
+    isolation.limit_resources(header["memory"], cpu, header["fsize"], header.get("nproc", 0))
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
@@ -96,8 +97,11 @@ def _send(fd: int, data: bytes) -> None:
 
 
 def _child(proof_fd: int, header: dict[str, Any], task: Any, cpu: int,
-           target: Callable[..., Any] | None) -> None:
+           target: Callable[..., Any] | None, pipes: tuple[int, int] | None = None) -> None:
     """The forked child: confine, run the program or call the target, prove the end, exit.
+
+    With `pipes` (mode "check") the program's top level runs, then it answers the tests'
+    requests (rpc.serve); the end it proves means nothing then: the tests decide.
 
     The program or target runs in this very frame, whose traceback entry is dropped, so a
     failure's stderr starts at the program's own code.
@@ -110,7 +114,10 @@ def _child(proof_fd: int, header: dict[str, Any], task: Any, cpu: int,
         except BaseException as exc:
             write(proof_fd, _SETUP + repr(exc).encode()[:400])
             raise
-        if header["mode"] == "program":
+        if pipes is not None:
+            _guard()
+            rpc.serve(task, *pipes)
+        elif header["mode"] == "program":
             program = compile(task, "<program>", "exec")
             _guard()
             exec(program, {"__name__": "__sandbox__"})
@@ -125,8 +132,11 @@ def _child(proof_fd: int, header: dict[str, Any], task: Any, cpu: int,
         else:
             print(exc.code, file=sys.stderr)
     except BaseException as exc:
-        try:  # drop this wrapper's own frame from the traceback
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        try:  # drop this wrapper's own frame (and rpc.serve's) from the traceback
+            tb = exc.__traceback__.tb_next
+            if pipes is not None and tb is not None and tb.tb_frame.f_code.co_name == "serve":
+                tb = tb.tb_next
+            traceback.print_exception(type(exc), exc, tb)
         except BaseException:
             pass
     finally:
@@ -136,8 +146,12 @@ def _child(proof_fd: int, header: dict[str, Any], task: Any, cpu: int,
             exit_(code & 0xFF)
 
 
-def _wait(pid: int, read_fd: int, header: dict[str, Any]) -> tuple[int, bool, bytes]:
-    """Wait for the child while draining the proof pipe and polling the disk quota."""
+def _wait(pid: int, read_fd: int, header: dict[str, Any],
+          clock: Any = None) -> tuple[int, int, bytes]:
+    """Wait for the child while draining the proof pipe, polling the disk quota and the clock.
+
+    Returns its exit code, why it was stopped (0 not, 1 disk quota, 2 time limit) and its proof.
+    """
     try:
         pidfd = os.pidfd_open(pid)  # Linux 5.3+; older kernels fall back to waitpid polling
     except (AttributeError, OSError):
@@ -147,7 +161,7 @@ def _wait(pid: int, read_fd: int, header: dict[str, Any]) -> tuple[int, bool, by
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     interval = isolation.TMPFS_POLL_MS if header["tmpfs"] else isolation.QUOTA_POLL_MS
-    proof, status, quota, size = [], None, False, 0
+    proof, status, quota, size = [], None, 0, 0
     args = (header["work"], header["tmpfs"], header["quota"], header["quota_files"])
     while status is None:
         for fd, _ in poller.poll(interval):
@@ -162,7 +176,10 @@ def _wait(pid: int, read_fd: int, header: dict[str, Any]) -> tuple[int, bool, by
         if done:
             status = code
         elif not quota and isolation.over_quota(*args):
-            quota = True
+            quota = 1
+            os.kill(pid, signal.SIGKILL)
+        elif not quota and clock is not None and clock.expired():
+            quota = 2
             os.kill(pid, signal.SIGKILL)
     if pidfd is not None:
         os.close(pidfd)
@@ -176,7 +193,7 @@ def _wait(pid: int, read_fd: int, header: dict[str, Any]) -> tuple[int, bool, by
             size += len(chunk)
     except BlockingIOError:
         pass
-    quota = quota or isolation.over_quota(*args)
+    quota = quota or int(isolation.over_quota(*args))
     return os.waitstatus_to_exitcode(status), quota, b"".join(proof)
 
 
@@ -190,6 +207,20 @@ def _reap() -> None:
             return
 
 
+def _kill_the_rest() -> None:
+    """Kill every process of the PID namespace but its init and this one (kill(-1) spares both).
+
+    Repeated until none is left, because a fork bomb may add processes while the kernel walks.
+    """
+    for _ in range(1000):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        _reap()
+    _reap()
+
+
 def _stderr_offset() -> int:
     """Where the next call's stderr begins in the harness's file (0 if it is not a file)."""
     try:
@@ -198,16 +229,80 @@ def _stderr_offset() -> int:
         return 0
 
 
+def _read_exact(size: int) -> bytes:
+    """Exactly `size` bytes of stdin, unbuffered: nothing of what follows is read ahead (the
+    tests of mode "check" must not be in memory when the program's child is forked)."""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(0, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_line() -> bytes:
+    """One line of stdin, unbuffered (byte by byte: header and 'next' lines are short)."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        line += byte
+    return bytes(line)
+
+
+def _check(header: dict[str, Any], program: bytes) -> tuple[int, int, bytes]:
+    """Mode "check": the program in a child, forked before the tests are read; the tests here.
+
+    Returns what `_wait` returns: the exit code (0 only when the tests ran to their end, else
+    the child's own end if it died, else 1), the quota flag and the proof (the nonce, written
+    by this trusted process itself when the tests passed).
+    """
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    read_fd, proof_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (requests_w, replies_r, read_fd):
+            os.close(fd)
+        _child(proof_fd, header, program, header["cpu"][0], None, (requests_r, replies_w))
+    for fd in (requests_r, replies_w, proof_fd):
+        os.close(fd)
+    tests = _read_exact(header["tests_size"]).decode("utf-8", "surrogatepass")
+    clock = isolation.Clock(header["time"][0], pid)
+    with open(os.devnull, "w", encoding="utf-8") as null:
+        saved, sys.stdout = sys.stdout, null  # fd 1 is the harness's protocol pipe
+        try:
+            outcome = rpc.run_tests(tests, requests_w, replies_r, pid, clock.expired)
+        finally:
+            sys.stdout = saved
+    os.close(requests_w)
+    os.kill(pid, signal.SIGKILL)  # a zombie already (its own end is kept) or no longer needed
+    code, quota, _ = _wait(pid, read_fd, header)
+    for fd in (replies_r, read_fd):
+        os.close(fd)
+    if outcome == 3:  # the clock ran out while the tests waited for the program
+        return code, 2, b""
+    if outcome == 0:
+        return 0, quota, header["nonce"].encode()
+    if outcome == 2 and code != 0:
+        return code, quota, b""
+    return (0 if outcome == 2 else 1), quota, b""
+
+
 def main() -> None:
     """Read the header and payload, then fork one confined child per call, in order."""
-    header = json.loads(sys.stdin.buffer.readline())
-    payload = sys.stdin.buffer.read(header["size"])
+    header = json.loads(_read_line())
+    payload = _read_exact(header["size"])
     isolation.become_subreaper()
+    isolation.make_undumpable()  # the program cannot read this process's memory, fds or environ
     header["work"] = os.getcwd()
-    if header["tmpfs"]:
+    if header["tmpfs"] and not header.get("mounted"):
         isolation.mount_tmpfs(header["work"], header["quota"], header["quota_files"])
     target = None
-    if header["mode"] == "program":
+    if header["mode"] in ("program", "check"):
         tasks = [payload]
     else:
         sys.path.extend(header["path"])
@@ -218,21 +313,28 @@ def main() -> None:
         tasks = pickle.loads(payload)
     for index, task in enumerate(tasks):
         if index:
-            if sys.stdin.buffer.readline().strip() != b"next":
+            if _read_line().strip() != b"next":
                 break
             _reap()
-        read_fd, proof_fd = os.pipe()
         os.write(1, b"started %d %d\n" % (index, _stderr_offset()))
-        pid = os.fork()
-        if pid == 0:
+        if header["mode"] == "check":
+            code, quota, proof = _check(header, task)
+        else:
+            read_fd, proof_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_fd)
+                _child(proof_fd, header, task, header["cpu"][index], target)
+            os.close(proof_fd)
+            clock = isolation.Clock(header["time"][index], pid) if "time" in header else None
+            code, quota, proof = _wait(pid, read_fd, header, clock)
             os.close(read_fd)
-            _child(proof_fd, header, task, header["cpu"][index], target)
-        os.close(proof_fd)
-        code, quota, proof = _wait(pid, read_fd, header)
-        os.close(read_fd)
+        if header.get("pidns"):  # alone in its PID namespace: everything else is the program's
+            _kill_the_rest()
         proof = base64.b64encode(proof) if proof else b"-"
         os.write(1, b"done %d %d %d %s\n" % (index, code, quota, proof))
-    sys.stdin.buffer.read()  # stay alive as the subreaper until the harness has cleaned up
+    while os.read(0, 65536):  # stay alive as the subreaper until the harness has cleaned up
+        pass
     os.killpg(0, signal.SIGKILL)
 
 
