@@ -5,8 +5,9 @@ The copy in `tests/golden/smollm2-limit2/` was made before the package was restr
 differs between two runs is removed:
 
 * run ids, paths and URLs (`run_id`, `created_utc`, `command`, `request_cache`, folder paths,
-  the judge server's port), timings (`timings`, items' `execution_seconds`), `versions`,
-  `config_hash`, and the sha256 of task and protocol files (they move in the restructuring).
+  the judge server's port, and so judgment cache keys), timings (`timings`, items'
+  `execution_seconds`), `versions`, `config_hash`, and the sha256 of task and protocol files
+  (they move in the restructuring).
 
 Only the CLI and the JSON files are used, so the same code runs against any version of the
 package. A change that deliberately alters outputs regenerates the copy in its own commit:
@@ -43,7 +44,8 @@ BENCHMARKS = [
 PLACEHOLDER = "<varies>"
 # Keys whose values legitimately differ between two runs of the same inputs (see the docstring).
 _VARYING_KEYS = {"run_id", "created_utc", "command", "config_hash", "versions", "timings",
-                 "request_cache", "execution_seconds", "task_file_sha256", "judged_from"}
+                 "request_cache", "execution_seconds", "task_file_sha256", "judged_from",
+                 "cache_key"}  # judgment cache keys hash the judge server's URL (its port)
 _PATH_KEYS = {"path", "file", "output_dir", "data_dir", "root", "base_url", "judge_base_url"}
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
 

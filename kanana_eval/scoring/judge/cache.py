@@ -120,8 +120,7 @@ class JudgmentCache:
             return CacheError(f"the judge cache {self.path} stayed locked by another process for "
                               f"60 s ({text}); try again when it is done")
         return CacheError(f"the judge cache {self.path} is damaged or unreadable ({text}); move "
-                          f"it aside and run again (judgments not in a run folder are asked "
-                          f"again)")
+                          f"it aside and run again (its judgments will be asked again)")
 
     def _guarded(self, action, *args):  # noqa: ANN001, ANN202 - any cache operation
         """Run `action` under the lock; every SQLite failure becomes one `CacheError` line."""
