@@ -269,3 +269,38 @@ def test_a_broken_dialog_line_and_bad_gold_arguments_are_recorded_and_the_rest_l
     items = _items(data, [c for c in data.cases if c.error], lambda c: _message(None, "x"))
     record = tool_judge.settle_only(items, data)
     assert [i.verdict for i in items] == ["error", "error"] and record["n_unjudged"] == 0
+
+
+PUBLISHED = [58.00, 53.70, 17.37, 26.10, 67.17, 65.67, 51.43, 26.77, 55.37]
+# Each candidate as the item counts whose pass rates it averages (one count: a plain rate).
+CANDIDATES = {"`micro`": [1306], "Dialog alone": [200], "Singlecall alone": [500],
+              "CallDecision alone": [606], "`dialog_singlecall_mean`": [200, 500],
+              "`subset_mean` (default, [I])": [200, 500, 606],
+              "`dialog_type_mean`": [70, 71, 36, 23],
+              "`calldecision_category_mean`": [100, 100, 100, 306]}
+
+
+def _reachable(counts: list[int]) -> set[float]:
+    """Every value (percent, two decimals) a mean of pass rates over these counts can print."""
+    import numpy as np  # noqa: PLC0415 - only this test needs it
+
+    sums = np.zeros(1)
+    for n in counts:
+        sums = np.unique((sums[:, None] + np.arange(n + 1)[None, :] / n).ravel().round(12))
+    return set(np.round(100 * sums / len(counts), 2).tolist())
+
+
+def test_the_docs_table_of_candidate_aggregations_is_what_the_counts_allow():
+    doc = (Path(__file__).parent.parent / "docs" / "functionchat.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells and cells[0] in CANDIDATES:
+            rows[cells[0]] = cells[2:]
+    assert set(rows) == set(CANDIDATES)
+    for name, counts in CANDIDATES.items():
+        reachable = _reachable(counts)
+        fits = ["yes" if v in reachable else "no" for v in PUBLISHED]
+        assert rows[name] == [*fits, f"{fits.count('yes')}/9"], name
+    assert set(AGGREGATIONS) == {"micro", "dialog_singlecall_mean", "subset_mean",
+                                 "dialog_type_mean", "calldecision_category_mean"}

@@ -99,10 +99,24 @@ def benchmark_views(
         categories = [(name, format_number(sub["value"], _run_scale(row), shown), sub["n"])
                       for name, sub in sorted((row.get("subtasks") or {}).items())
                       if sub.get("value") is not None]
+        if row.get("aggregation"):  # an inferred headline: every stored sub-score beside it
+            categories = _sub_scores(row, shown) + categories
         views.append(BenchmarkView(
             row["benchmark"], row["column"], value, error_text, row["n"], row.get("n_available"),
             published=_published(row, readme_rows, tables, value, error), categories=categories))
     return views
+
+
+def _sub_scores(row: dict[str, Any], shown: str) -> list[tuple[str, str, int]]:
+    """A row's `metrics` (subset rates, candidate aggregations) with the items each counts."""
+    subtasks = row.get("subtasks") or {}
+    out = []
+    for name, value in sorted((row.get("metrics") or {}).items()):
+        if value is None:
+            continue
+        n = sum(int(sub["n"]) for key, sub in subtasks.items() if key.startswith(f"{name}:"))
+        out.append((name, format_number(value, _run_scale(row), shown), n or row["n"]))
+    return out
 
 
 def _clip(text: str | None) -> str:
