@@ -7,12 +7,14 @@ import json
 import math
 import os
 import sys
-import textwrap
 from pathlib import Path
 
+from kanana_eval.cli.errors import OneLineParser, error_line
+from kanana_eval.cli.options import seed
 from kanana_eval.compare.gate import DEFAULT_BOOTSTRAP, DEFAULT_SEED, compare_runs, resolve_one
 from kanana_eval.compare.output import render_junit, render_markdown, render_table, to_json
 from kanana_eval.core.errors import KananaError
+from kanana_eval.results.checks import check_output_file
 
 DESCRIPTION = """\
 Compare a CANDIDATE run with a BASELINE run, benchmark by benchmark, on paired items.
@@ -113,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=_positive, default=DEFAULT_BOOTSTRAP, metavar="N",
                    help="bootstrap resamples for intervals and bootstrap tests "
                         f"(default {DEFAULT_BOOTSTRAP})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", type=seed, default=DEFAULT_SEED,
                    help="bootstrap seed; the same seed gives the same numbers "
                         f"(default {DEFAULT_SEED})")
     p.set_defaults(handler=run_compare)
@@ -123,6 +125,9 @@ def run_compare(args: argparse.Namespace) -> int:
     """Compare, print the table, write the requested files; 0 no regression, 1 a regression."""
 
     results_dir = Path(args.results_dir)
+    for option in ("markdown", "json", "junit"):  # refused before any work, not after it
+        if getattr(args, option) is not None:
+            check_output_file(getattr(args, option), f"--{option} file")
     baseline = resolve_one(args.baseline, results_dir, "baseline")
     candidate = resolve_one(args.candidate, results_dir, "candidate")
     comparison = compare_runs(baseline, candidate, alpha=args.alpha, min_drops=dict(args.min_drop),
@@ -153,13 +158,13 @@ def _write(path: Path, text: str, append: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m kanana_eval.cli.compare BASELINE CANDIDATE ...`, the same command standalone."""
-    parser = argparse.ArgumentParser(prog="kanana-eval")
+    parser = OneLineParser(prog="kanana-eval")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
     try:
         return run_compare(args)
     except KananaError as exc:
-        print(f"kanana-eval: error: {textwrap.shorten(str(exc), 400)}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return exc.exit_code
 
 

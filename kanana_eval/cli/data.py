@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kanana_eval.data.mirror.build import main_build_mirror
+from kanana_eval.results.checks import check_output_dir
 from kanana_eval.tasks.catalog import data_plans
 
 
@@ -20,4 +22,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     """Build every dataset a benchmark folder plans (the shared-data ones when available)."""
+    check_output_dir(Path(args.dir), "mirror folder")
     return main_build_mirror(args.dir, data_plans())

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from kanana_eval.pipeline.rejudge import export_fastchat
+from kanana_eval.results.checks import check_output_dir, verify_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    verify_run(Path(args.run_dir))  # a damaged run is refused, never exported partly
+    check_output_dir(Path(args.dir), "output folder")
     paths = export_fastchat(Path(args.run_dir), Path(args.dir))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

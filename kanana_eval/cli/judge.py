@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kanana_eval.cli.options import add_judge_options, resolved_path
 from kanana_eval.pipeline.rejudge import describe, judge_run
+from kanana_eval.results.checks import check_output_dir, verify_run
 from kanana_eval.scoring.judge.client import JudgeConfig
 from kanana_eval.scoring.judge.stage import JudgeOptions
 
@@ -29,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    source = Path(args.run_dir).resolve()  # refused before any judge is paid: a damaged run,
+    verify_run(Path(args.run_dir))  # and an output folder that cannot be written
+    results = Path(args.output_dir) if args.output_dir else source.parent.parent
+    check_output_dir(results / source.parent.name, "--output-dir")
     options = JudgeOptions(JudgeConfig(model=args.judge_model, base_url=args.judge_base_url,
                                        concurrency=args.judge_concurrency,
                                        max_tokens=args.judge_max_tokens),

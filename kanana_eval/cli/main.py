@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import textwrap
 
 from kanana_eval.cli import (
     benchmarks,
@@ -21,6 +20,7 @@ from kanana_eval.cli import (
     serve,
 )
 from kanana_eval.cli import compare as compare_command
+from kanana_eval.cli.errors import USAGE_ERROR, OneLineParser, error_line
 from kanana_eval.core.errors import KananaError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -46,7 +46,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="kanana-eval",
         description="Reproduce the Kanana README's benchmark tables from a model checkpoint.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,11 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KananaError as exc:
-        print(f"kanana-eval: error: {textwrap.shorten(str(exc), 400)}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `kanana-eval models | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the file system refused (disk full, permissions): one line too
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(error_line(f"{where}{exc.strerror or exc}"), file=sys.stderr)
+        return USAGE_ERROR
     except KeyboardInterrupt:
         print("kanana-eval: interrupted; finished model requests are cached, rerun to resume",
               file=sys.stderr)

@@ -6,13 +6,20 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from kanana_eval.config.run_config import SEED_MAX
 from kanana_eval.core.errors import ConfigError
 from kanana_eval.scoring.judge.stage import Rejudge, parse_rejudge
 
 
 def csv(value: str) -> list[str]:
-    """A comma-separated list: `mmlu,gsm8k` -> ["mmlu", "gsm8k"]."""
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """A comma-separated list: `mmlu,gsm8k` -> ["mmlu", "gsm8k"]; an empty one is refused.
+
+    (An empty `--benchmarks ""` used to mean "all of them", a silent full run.)
+    """
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"'{value}' names nothing; give comma-separated names")
+    return names
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -27,6 +34,17 @@ def count(minimum: int) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def seed(value: str) -> int:
+    """An argparse type: a seed numpy accepts, 0 to 2**32 - 1 (numpy refuses others mid-run)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if not 0 <= number <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must lie in 0..{SEED_MAX}, got {number}")
+    return number
 
 
 def batch_size(value: str) -> int | str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from kanana_eval.report.render import render_report
 from kanana_eval.report.tables import load_run_row
 from kanana_eval.report.update import update_readme
+from kanana_eval.results.checks import check_output_dir, check_output_file, verify_run
 from kanana_eval.results.io import resolve_run_arg
 
 
@@ -27,10 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     run_dirs = [p for value in args.runs for p in resolve_run_arg(value, Path(args.results_dir))]
+    for run_dir in run_dirs:  # a damaged run is refused, never shown partly
+        verify_run(run_dir)
     if args.update:
+        check_output_file(Path(args.update), "--update file")
         updated = update_readme(Path(args.update), [load_run_row(d) for d in run_dirs])
         print(f"updated {len(updated)} table(s) in {args.update}: {', '.join(updated)}")
         return 0
+    check_output_dir(Path(args.out), "--out")
     paths = render_report(run_dirs, Path(args.out))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from kanana_eval.config.run_config import RunConfig
+from kanana_eval.core.errors import ConfigError, ResultsError
 from kanana_eval.pipeline.run import run, summary_line
 from kanana_eval.pipeline.score_completions import score_completions
-from kanana_eval.results.io import load_run_records
+from kanana_eval.results.checks import verify_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    manifest, _ = load_run_records(Path(args.run_dir))
-    config = RunConfig.from_dict(manifest.config)
+    manifest, _ = verify_run(Path(args.run_dir))  # a damaged run is refused, not replayed
+    try:
+        config = RunConfig.from_dict(manifest.config)
+    except ConfigError as exc:
+        raise ResultsError(f"{Path(args.run_dir) / 'manifest.json'}: {exc}") from exc
     if args.output_dir:
         config.output_dir = args.output_dir
     if manifest.model.source == "completions":  # a `score` run: score the same file again
-        assert config.benchmarks
+        if not config.benchmarks:
+            raise ResultsError(f"{Path(args.run_dir) / 'manifest.json'}: a `score` run's config "
+                               "names no benchmark")
         data_dir = Path(config.data_dir) if config.data_dir else None
         run_dir = score_completions(config.benchmarks[0], Path(config.model), data_dir=data_dir,
                                     output_dir=Path(config.output_dir),

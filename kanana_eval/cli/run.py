@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from kanana_eval.cli.niah_options import add_niah_options, niah_fields
-from kanana_eval.cli.options import add_judge_options, batch_size, count, csv, resolved_path
+from kanana_eval.cli.options import (
+    add_judge_options,
+    batch_size,
+    count,
+    csv,
+    fraction,
+    resolved_path,
+    seed,
+)
 from kanana_eval.config.run_config import RunConfig
 from kanana_eval.pipeline.run import run, summary_line
 
@@ -55,7 +63,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="local dataset mirror in hub layout (DIR/<hub id>/...); default: the hub")
     p.add_argument("--output-dir", default="results",
                    help="where run folders go (default: results)")
-    p.add_argument("--seed", type=int, default=1234,
+    p.add_argument("--seed", type=seed, default=1234,
                    help="numpy/torch/few-shot seed (default 1234, as lm-eval)")
     p.add_argument("--yarn", action="store_true",
                    help="apply the README's YaRN rope_scaling override (128K context)")
@@ -65,8 +73,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="vLLM tensor parallelism")
     p.add_argument("--data-parallel-size", type=count(1), default=1,
                    help="vLLM data parallel replicas")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
-                   help="vLLM memory fraction")
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=0.9,
+                   help="vLLM memory fraction, in (0, 1]")
     p.add_argument("--enforce-eager", action="store_true",
                    help="vLLM: no CUDA graphs or torch.compile (quicker start; docs/vllm.md)")
     p.add_argument("--unsafe-exec", action="store_true",

@@ -25,6 +25,7 @@ from kanana_eval.compare.stats import (
 )
 from kanana_eval.config.protocol import RegressionRule, available_protocols, load_protocol
 from kanana_eval.core.errors import KananaError, ResultsError
+from kanana_eval.results.checks import verify_run
 from kanana_eval.results.io import item_file, load_run, read_jsonl, resolve_run_arg
 from kanana_eval.results.records import Scale
 from kanana_eval.scoring.base import PairedTest, Scorer
@@ -348,6 +349,7 @@ def resolve_one(value: str, results_dir: Path, role: str) -> Path:
 
 
 def load_side(path: Path) -> RunInfo:
+    verify_run(path)  # a damaged run (items missing, truncated files) is refused, not compared
     manifest, scores = load_run(path)
     return RunInfo(Path(path), manifest, scores)
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from kanana_eval.core.errors import ConfigError
+
+SEED_MAX = 2**32 - 1  # numpy's seeds: 0 .. 2**32 - 1
+# The smallest value of each whole-number option, as the command line's types enforce them.
+MINIMUM = {"limit": 1, "batch_size": 1, "max_model_len": 1, "tensor_parallel_size": 1,
+           "data_parallel_size": 1, "execution_workers": 1, "max_gen_toks": 1,
+           "judge_concurrency": 1, "seed": 0}
 
 
 @dataclass
@@ -66,8 +74,60 @@ class RunConfig:
             raise ConfigError(f"run config has unknown keys {sorted(unknown)}")
         if "model" not in raw:
             raise ConfigError("run config lacks the key 'model'")
+        hints = get_type_hints(cls)
+        for key, value in raw.items():
+            problem = _problem(key, value, hints[key])
+            if problem:
+                raise ConfigError(f"run config key '{key}' {problem}, got {json.dumps(value)}")
         return cls(**raw)
 
     def hash(self) -> str:
         payload = {k: v for k, v in self.to_dict().items() if k != "output_dir"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _problem(key: str, value: Any, hint: Any) -> str | None:
+    """What is wrong with a stored config value (its type, then its range), or None.
+
+    So `rerun` of a hand-edited or damaged manifest fails naming the key, before any work,
+    instead of deep inside the engine with a traceback.
+    """
+    if not _fits(value, hint):
+        return f"must be {_describe(hint)}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be 'auto' or a number" if key == "batch_size" and value != "auto" else None
+    if key in MINIMUM and value < MINIMUM[key]:
+        return f"must be at least {MINIMUM[key]}"
+    if key == "seed" and value > SEED_MAX:
+        return f"must be at most {SEED_MAX}"
+    if key == "gpu_memory_utilization" and not 0.0 < value <= 1.0:
+        return "must lie in (0, 1]"
+    return None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in get_args(hint))
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, get_args(hint)[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool or hint is str:
+        return isinstance(value, hint)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value))
+    return True  # Any, or a type this config does not use
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in get_args(hint))
+    if get_origin(hint) is list:
+        return f"a list of {_describe(get_args(hint)[0])}s".replace("a list of a ", "a list of ")
+    names = {type(None): "null", bool: "true or false", int: "a whole number", float: "a number",
+             str: "a string"}
+    return names.get(hint, str(hint))

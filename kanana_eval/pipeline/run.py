@@ -44,6 +44,7 @@ from kanana_eval.pipeline.niah_grid import (
 )
 from kanana_eval.pipeline.rejudge import prior_vouched
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
+from kanana_eval.results.checks import check_input_dir, check_output_dir
 from kanana_eval.results.io import read_json
 from kanana_eval.results.records import Scale
 from kanana_eval.scoring.base import AnswerPath
@@ -82,6 +83,8 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
             load_protocol(name)
         specs = select_benchmarks(list(ref.protocols), config.benchmarks)
         check_specs(specs)
+        check_output_dir(Path(config.output_dir) / ref.slug, "--output-dir")
+        check_input_dir(config.data_dir, "--data-dir")
         if any(is_grid(s) for s in specs):  # grid options and --haystack-dir, before model work
             check_options(config, context_hint(
                 ref, load_registry().yarn_rope_scaling if config.yarn else None))

@@ -31,6 +31,7 @@ from kanana_eval.pipeline.collect import collect_items, execute
 from kanana_eval.pipeline.data_record import data_record
 from kanana_eval.pipeline.model_source import ResolvedModel
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
+from kanana_eval.results.checks import check_input_dir, check_output_dir
 from kanana_eval.scoring.base import ExecutionContext, Scorer, item_id
 from kanana_eval.scoring.catalog import check_spec
 from kanana_eval.scoring.sandbox.api import require_boundary
@@ -134,6 +135,9 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
         raise ConfigError(f"{spec.id} is scored by log-likelihood: it needs a model, "
                           "not completions")
     responses = read_completions(path, scorer)
+    ref = ModelRef(name=f"completions-{Path(path).stem}", protocols=(spec.protocol,))
+    check_output_dir(Path(output_dir) / ref.slug, "--output-dir")  # before any scoring
+    check_input_dir(data_dir, "--data-dir")
     if scorer.runs_code:
         require_boundary(unsafe_exec)  # refused before any work, in one line
     scorer.prepare(spec)
@@ -152,7 +156,6 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
                               workers=workers, data_dir=data_dir, doc_ids=doc_ids,
                               chat_templates=False, unsafe_exec=unsafe_exec)
     digest = file_sha256(Path(path))
-    ref = ModelRef(name=f"completions-{Path(path).stem}", protocols=(spec.protocol,))
     config = RunConfig(model=str(Path(path).resolve()), protocols=[spec.protocol],
                        benchmarks=[spec.id], backend="completions",
                        data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),

@@ -81,7 +81,7 @@ def load_run_row(run_dir: Path) -> RunRow:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ResultsError(f"{run_dir} has no scores.json: not a finished run folder") from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or not UTF-8 at all
         raise ResultsError(f"cannot read {path}: {exc}") from exc
     try:
         schema_validator("scores").validate(data)

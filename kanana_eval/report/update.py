@@ -91,7 +91,11 @@ def update_readme(path: Path, runs: Sequence[RunRow]) -> list[str]:
         raw = path.read_bytes()
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {exc.strerror}") from exc
-    text = raw.decode("utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+                           ) from exc
     new, updated = update_text(text, runs)
     if not updated:
         raise ResultsError(f"{path} has no '<!-- kanana-eval:table TABLE-ID -->' markers")

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from kanana_eval.core.errors import ResultsError
 from kanana_eval.results.records import Item, Manifest, Scores
 
 SCHEMA_VERSION = 1
+RecordT = TypeVar("RecordT", Manifest, Scores)
 _SCHEMAS = Path(__file__).with_name("schemas")
 
 
@@ -68,25 +69,42 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]], kind: str | None = N
     _atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def read_json(path: Path, kind: str | None = None) -> Any:
+def read_text(path: Path, what: str = "") -> str:
+    """A text input as UTF-8; a missing, unreadable or non-UTF-8 file is one ResultsError."""
+    name = f"{what} {path}" if what else str(path)
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ResultsError(f"{path} does not exist") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not valid JSON: {exc}") from exc
-    if kind:
+        raise ResultsError(f"{name} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+                           ) from exc
+    except OSError as exc:
+        raise ResultsError(f"cannot read {name}: {exc.strerror or exc}") from exc
+
+
+def _validate_file(kind: str, obj: Any, where: str) -> None:
+    try:
         validate(kind, obj)
+    except ResultsError as exc:
+        raise ResultsError(f"{where}: {exc}") from exc
+
+
+def read_json(path: Path, kind: str | None = None) -> Any:
+    """A JSON file, schema-checked when `kind` is given; every failure names the file."""
+    try:
+        obj = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from exc
+    if kind:
+        _validate_file(kind, obj, str(path))
     return obj
 
 
 def read_jsonl(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """A JSON Lines file, each line schema-checked when `kind` is given; errors name path:line."""
     rows = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ResultsError(f"cannot read {path}: {exc}") from exc
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -94,7 +112,7 @@ def read_jsonl(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise ResultsError(f"{path}:{lineno} is not valid JSON: {exc}") from exc
         if kind:
-            validate(kind, row)
+            _validate_file(kind, row, f"{path}:{lineno}")
         rows.append(row)
     return rows
 
@@ -103,7 +121,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(manifest, scores) of a finished run folder, both schema-checked."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ResultsError(f"run folder {run_dir} does not exist")
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise ResultsError(f"run folder {run_dir} {what}")
     return (read_json(run_dir / "manifest.json", "manifest"),
             read_json(run_dir / "scores.json", "scores"))
 
@@ -111,10 +130,15 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_run_records(run_dir: Path) -> tuple[Manifest, Scores]:
     """(manifest, scores) of a finished run folder as typed records, both schema-checked."""
     manifest, scores = load_run(run_dir)
+    return (_record(Manifest, manifest, Path(run_dir) / "manifest.json"),
+            _record(Scores, scores, Path(run_dir) / "scores.json"))
+
+
+def _record(model: type[RecordT], raw: Any, path: Path) -> RecordT:
     try:
-        return Manifest.model_validate(manifest), Scores.model_validate(scores)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ResultsError(f"{run_dir}: {_first_error(exc)}") from exc
+        raise ResultsError(f"{path}: {_first_error(exc)}") from exc
 
 
 def read_items(path: Path) -> list[Item]:
@@ -154,8 +178,10 @@ def find_runs(results_dir: Path, model: str) -> list[Path]:
 def resolve_run_arg(value: str, results_dir: Path) -> list[Path]:
     """A run folder as given, or a model name standing for its latest run(s), one per checkpoint."""
     path = Path(value)
-    if path.is_dir() and (path / "scores.json").is_file():
-        return [path]
+    if path.is_dir() and any((path / name).exists() for name in ("scores.json", "manifest.json")):
+        return [path]  # a run folder, whole or damaged: the reader says what is wrong with it
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"{value} is a file, not a run folder")
     runs = find_runs(results_dir, value)
     if not runs:
         raise ResultsError(f"'{value}' is neither a run folder nor a model with runs in "

@@ -3,17 +3,62 @@
 A run folder is written whole or not at all: every file goes into a hidden `.<run-id>.partial`
 folder beside its final place, each record is checked against schema v1 on the way, and the
 folder is renamed into place last. A reader never sees half a run.
+
+A write killed on the way (kill -9, power loss) leaves its `.partial` folder behind. The writer
+holds an exclusive lock on a file inside it until the rename, so the next write into the same
+model folder can tell a dead writer's folder (lock free) from a live one (lock held) and removes
+the dead one, saying so on stderr; nothing is left there forever.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kanana_eval.core.errors import ResultsError
 from kanana_eval.results.io import item_file, write_json, write_jsonl
 from kanana_eval.results.records import Item, Manifest, Scores
+
+LOCK_NAME = ".writing"  # inside a `.partial` folder, locked while its writer lives
+# A `.partial` folder without its lock file is either a writer's first or last microseconds
+# (between mkdir and lock, or unlock and rename) or a writer killed right there: stale after this.
+UNLOCKED_GRACE_S = 60.0
+
+log = logging.getLogger(__name__)
+
+
+def _is_stale(partial: Path) -> bool:
+    try:
+        fd = os.open(partial / LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return time.time() - partial.stat().st_mtime > UNLOCKED_GRACE_S
+        except FileNotFoundError:  # renamed into place meanwhile
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its writer is alive
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_stale_partials(model_dir: Path) -> list[Path]:
+    """Remove the `.partial` folders of killed writes in a model folder; return them."""
+    removed = []
+    for partial in sorted(Path(model_dir).glob(".*.partial")):
+        if partial.is_dir() and _is_stale(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+            log.warning("kanana-eval: removed %s, left by a write that was killed", partial)
+            removed.append(partial)
+    return removed
 
 
 def new_run_id(config_hash: str, when: float | None = None) -> str:
@@ -34,10 +79,16 @@ class RunWriter:
         """Store a run; `copy_items_from` first copies another run's items (re-judging)."""
         if manifest.run_id != self.final.name or scores.run_id != self.final.name:
             raise ValueError("manifest, scores and folder must share one run id")
+        remove_stale_partials(self.final.parent)
         if self.partial.exists():
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
+            raise ResultsError(f"another process is writing run {self.final} right now")
         try:
+            self.partial.mkdir(parents=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create {self.partial}: {exc.strerror or exc}") from exc
+        lock = os.open(self.partial / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if copy_items_from is not None:
                 shutil.copytree(Path(copy_items_from) / "items", self.partial / "items")
             for benchmark, rows in items.items():
@@ -45,10 +96,13 @@ class RunWriter:
                             kind="item")
             write_json(self.partial / "scores.json", scores.to_json(), kind="scores")
             write_json(self.partial / "manifest.json", manifest.to_json(), kind="manifest")
+            (self.partial / LOCK_NAME).unlink()
+            if self.final.exists():  # the same run id: same inputs within one second
+                shutil.rmtree(self.final)
+            self.partial.rename(self.final)
         except BaseException:
             shutil.rmtree(self.partial, ignore_errors=True)
             raise
-        if self.final.exists():  # the same run id: same inputs within one second
-            shutil.rmtree(self.final)
-        self.partial.rename(self.final)
+        finally:
+            os.close(lock)
         return self.final

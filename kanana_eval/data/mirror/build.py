@@ -180,7 +180,7 @@ def main_build_mirror(
     try:
         report = build_mirror(Path(out_dir), plans, datasets=datasets)
     except KananaError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"kanana-eval: error: {error}", file=sys.stderr)  # the CLI's one-line format
         return error.exit_code
     for dataset in report.datasets:
         print(dataset.summary())

@@ -25,7 +25,7 @@ def read_record(out_dir: Path) -> dict[str, Any]:
         return {"schema_version": RECORD_SCHEMA_VERSION, "datasets": {}}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: bad JSON, or not UTF-8 at all
         raise MirrorError(f"cannot read mirror record {path}: {error}") from error
     if not isinstance(record, dict) or not isinstance(record.get("datasets"), dict):
         raise MirrorError(f"mirror record {path} has no 'datasets' mapping")
