@@ -122,6 +122,12 @@ CASES = [
     Case("run-model-missing", "run --limit 2", "required: --model"),
     Case("run-model-unknown", "run --model no-such-model-xyz", "unknown model"),
     Case("run-benchmark-unknown", "run --model {model} --benchmarks bogus", "unknown benchmark"),
+    Case("run-niah-haystack-without-text", "run --model {model} --benchmarks niah "
+         "--haystack-dir {results}", "has no usable text"),
+    Case("run-niah-grid-beyond-every-context", "run --model {model} --benchmarks niah "
+         "--niah-lengths 64K,128K", "longer than the model's context (8192 tokens)"),
+    Case("run-niah-depth-above-100", "run --model {model} --benchmarks niah --niah-depths 0,150",
+         "--niah-depths"),
     Case("run-output-dir-is-a-file",
          "run --model {model} --benchmarks gsm8k@instruct --output-dir {file}",
          "--output-dir"),

@@ -242,6 +242,13 @@ def test_bench_end_to_end_on_tiny_llama(tiny_llama: Path, offline_mirror: Path, 
     assert [e["layout"] for e in estimates] == ["padded", "packed"]  # tiny Llama packs on a prefix
     assert all(e["estimate_mib"] >= 0 and e["peak_mib"] >= 0 for e in estimates)
 
+    niah = report["niah"]  # a 1K/2K grid: shared prefixes prefill fewer tokens, same answers
+    assert niah["answers_agree"] is True and niah["grid"]["cells"] == 10
+    assert niah["sides"]["shared"]["prefill_tokens"] < niah["sides"]["alone"]["prefill_tokens"]
+    assert niah["token_ratio"] == pytest.approx(niah["sides"]["shared"]["prefill_tokens"]
+                                                / niah["sides"]["alone"]["prefill_tokens"])
+    assert "NIAH grid" in printed
+
     for text in ("mmlu-5shot 2x2", "compute bound, reuse path", "ours, no reuse", "ours, batch 4",
                  "plain lm-eval, batch 1", "byte-identical", "PROJECTION", "peak resident memory",
                  "memory estimate vs the measured peak",

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the machine meanwhile; the fastest attempt counts (default 1)")
     p.add_argument("--retry-above", type=float, default=0.25,
                    help="what counts as loaded: cores used by other processes (default 0.25)")
+    p.add_argument("--no-niah", dest="niah", action="store_false",
+                   help="skip the NIAH part (a 1K/2K grid, shared prefixes vs cells alone)")
     p.add_argument("--no-vllm", dest="vllm", action="store_false",
                    help="skip the vLLM part (harness overhead over raw vLLM, vLLM vs hf)")
     p.add_argument("--json", type=Path, default=None,
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         humaneval_prompts=args.humaneval_prompts, max_gen_toks=args.max_gen_toks,
         model_folder=args.model_folder.resolve() if args.model_folder else None,
         repeats=args.repeats, throughput_seconds=args.throughput_seconds, threads=args.threads,
-        retries=args.retries, retry_above=args.retry_above, vllm=args.vllm)
+        retries=args.retries, retry_above=args.retry_above, vllm=args.vllm, niah=args.niah)
     try:
         report = run_bench(config)
     except KananaError as exc:

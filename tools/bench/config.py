@@ -48,6 +48,7 @@ class BenchConfig:
     retries: int = 1
     retry_above: float = 0.25
     vllm: bool = True  # the vLLM part, when vLLM is installed (tools/bench/vllm_side.py)
+    niah: bool = True  # the NIAH part: a grid with shared prefixes vs its cells alone
 
 
 def check_config(config: BenchConfig) -> None:

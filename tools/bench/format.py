@@ -16,6 +16,7 @@ from tools.bench.config import (
     TARGET_OURS_OVER_PLAIN,
 )
 from tools.bench.measure import GEN_SIDES, LL_LABELS, LL_SIDES, generation_labels
+from tools.bench.niah import format_niah
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -215,6 +216,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = _header(report)
     lines += _format_loglik(report) + [""] + _format_generation(report) + [""]
     lines += _format_memory(report) + [""] + _format_projection(report) + [""]
+    lines += format_niah(report.get("niah")) + ([""] if report.get("niah") else [])
     t = report["targets"]
     summary = "; ".join(f"{name} {v['value']:.2f}x {_mark(v['pass'])}" for name, v in t.items())
     verdict = ("answers agree" if report["answers_agree"] else "ANSWERS DIFFER")

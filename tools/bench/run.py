@@ -35,6 +35,7 @@ from tools.bench.config import (
 )
 from tools.bench.measure import RetryPolicy, measure_generation, measure_loglikelihood, warm_up
 from tools.bench.memory import measure_loaded
+from tools.bench.niah import measure_niah
 from tools.bench.probes import PhaseLog
 from tools.bench.projection import project_protocol
 from tools.bench.vllm_side import measure_vllm
@@ -149,6 +150,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     generation = (measure_generation(humaneval, ours_lm, plain_lm, batch_size=config.batch_size,
                                      phases=phases, retry=retry)
                   if humaneval is not None else None)
+    with phases.phase("niah: shared prefixes vs cells alone"):
+        niah_result = measure_niah(ours_lm) if config.niah else None
     engine_record = ours_lm.speed_record() if hasattr(ours_lm, "speed_record") else None
     with phases.phase("batch memory: estimate vs peak"):
         estimate_vs_peak = measure_loaded(ours_lm.model)
@@ -181,6 +184,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "projection": projection,
         "targets": _targets(loglik, generation),
         "vllm": vllm,
+        "niah": niah_result,
         "answers_agree": loglik["answers_agree"],
         "outputs_identical": outputs_identical,
         "ok": loglik["answers_agree"] and outputs_identical is not False,
