@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from model_threads import one_thread
@@ -219,6 +220,45 @@ def test_tiny_prefix_reuse_agrees_with_hflm(tiny, batch_size, single_thread):
     assert record["batching"]["mode"] == ("fixed" if batch_size == 4 else "memory")
     if batch_size == "auto":
         assert record["batching"]["chosen"]["loglikelihood"]["decisions"] >= 3
+
+
+def test_padded_rows_project_only_their_scored_positions(tiny, single_thread):
+    """The right-padded path (no prefix reuse, as for sliding-window models) sends the output
+    projection one position per scored token, not every padded position of the batch: with a
+    262k vocabulary those logits were the 22 GB that killed Gemma-3-270m's MMLU run."""
+    lm = _fast(tiny.folder, prefix_cache=False, batch_size=4)
+    projected: list[tuple[int, ...]] = []
+    fed: list[tuple[int, ...]] = []
+    head = lm.model.get_output_embeddings()
+    hooks = [head.register_forward_hook(lambda _m, _a, out: projected.append(tuple(out.shape))),
+             lm.model.register_forward_pre_hook(
+                 lambda _m, a, k: fed.append(tuple(k["input_ids"].shape)), with_kwargs=True)]
+    try:
+        ours = lm.loglikelihood(tiny.requests)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    _assert_agree(ours, tiny.expected)
+    assert len(projected) == len(fed) and any(rows > 1 for rows, _ in fed)
+    for (one, positions, _vocab), (rows, width) in zip(projected, fed, strict=True):
+        assert one == 1 and positions < rows * width  # gathered, never the padded batch
+    scored = sum(len(lm.tok_encode(r.args[1])) for r in tiny.requests)
+    assert sum(p for _, p, _ in projected) <= scored
+
+
+def test_logits_at_without_an_output_projection_module_indexes_the_full_logits(tiny,
+                                                                               single_thread):
+    """A model whose output projection cannot be hooked still gets the right logits."""
+    lm = _fast(tiny.folder, prefix_cache=False, batch_size=4)
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    rows, positions = torch.tensor([0, 0, 1]), torch.tensor([2, 3, 1])
+    hooked, _ = lm.runner.logits_at(ids, rows, positions)
+    full, _ = lm.runner.forward(ids)
+    lm.model.get_output_embeddings = lambda: None
+    plain, _ = lm.runner.logits_at(ids, rows, positions)
+    assert hooked.shape == plain.shape == (3, full.shape[-1])
+    assert torch.allclose(hooked, full[rows, positions], atol=1e-5)
+    assert torch.equal(plain, full[rows, positions])
 
 
 def test_tiny_contexts_are_really_truncated(tiny):
