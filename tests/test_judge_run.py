@@ -185,6 +185,18 @@ def test_unparsable_judgment_is_asked_once_more_then_dropped_and_counted(
     row = scores["scores"][0]
     assert row["n_dropped"] == 2 and row["n"] == 2 * LIMIT - 2
 
+    # The judge is fixed: `run --rejudge unparsable` asks exactly those two again (answers come
+    # from the request cache), and the stored run config does not carry the one-off option.
+    server.configure(unparsable_marker=None)
+    server.reset_stats()
+    again = tmp_path / "again"
+    assert main(run_args(chat_llama, offline_mirror, again, server.url)
+                + ["--rejudge", "unparsable"]) == 0
+    assert server.stats()["requests"] == 2
+    manifest, scores = load_run(only_run(again))
+    assert scores["scores"][0]["n_dropped"] == 0 and "rejudge" not in manifest["config"]
+    assert scores["scores"][0]["judge"]["rejudge"] == {"mode": "unparsable", "asked_again": 2}
+
 
 def test_a_judge_fault_fails_in_one_line_and_the_rerun_pays_only_for_the_rest(
         chat_llama, offline_mirror, tmp_path, server, capsys):
