@@ -70,9 +70,9 @@ CORPUS: dict[str, str] = {
     "proc_mem_read": "import os, re\nfor pid in os.listdir('/proc'):\n    if not pid.isdigit():\n"
                      "        continue\n    try:\n        maps = open(f'/proc/{{pid}}/maps').read()\n"
                      "        mem = open(f'/proc/{{pid}}/mem', 'rb')\n"
-                     "        for line in maps.splitlines():\n"
+                     "        for line in maps.splitlines()[:40]:\n"
                      "            lo, hi = (int(x, 16) for x in line.split()[0].split('-'))\n"
-                     "            mem.seek(lo)\n            chunk = mem.read(min(hi - lo, 1 << 20))\n"
+                     "            mem.seek(lo)\n            chunk = mem.read(min(hi - lo, 1 << 16))\n"
                      "            for hit in re.findall(rb'sk-[\\w-]+', chunk):\n"
                      "                report('mem', pid, hit)\n"
                      "    except (OSError, ValueError, OverflowError) as exc:\n"
@@ -85,7 +85,8 @@ CORPUS: dict[str, str] = {
                                "    try:\n        report(p, open(p).read()[:200])\n"
                                "    except OSError as exc:\n        report(p, exc)\n",
     "walk_for_secrets": "import os\nfor root, dirs, files in os.walk('/'):\n"
-                        "    if root.startswith(('/proc', '/sys', '/usr')):\n"
+                        "    if root.startswith(('/proc', '/sys', '/usr')) or "
+                        "'site-packages' in root or 'python3.' in root:\n"
                         "        dirs[:] = []\n        continue\n"
                         "    for f in files:\n"
                         "        if 'secret' in f or f.endswith(('.pkl', '.env', '.key')):\n"
@@ -93,8 +94,10 @@ CORPUS: dict[str, str] = {
                         "                report(root, f, open(os.path.join(root, f), 'rb')"
                         ".read()[:200])\n"
                         "            except OSError:\n                pass\n",
-    "expected_outputs_hunt": "import glob\nfor p in glob.glob('/**/*humaneval*.pkl', "
-                             "recursive=True):\n    report('ground truth at', p)\n"
+    "expected_outputs_hunt": "import glob\nfor top in ('/root', '/tmp', '/home', '/work', "
+                             "'/kanana-lib', '/var'):\n"
+                             "    for p in glob.glob(top + '/**/*.pkl', recursive=True):\n"
+                             "        report('ground truth at', p)\n"
                              "assert not glob.glob('/root/.cache/**', recursive=True)\n",
     # --- network ------------------------------------------------------------------------------
     "loopback_tcp": "import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"

@@ -38,7 +38,7 @@ def _samples(problems: dict[str, dict]) -> list[tuple[str, str]]:
         ("HumanEval/17", "    return [\n"),  # syntax error
         ("HumanEval/21", "    import time\n    time.sleep(0.05)\n"
                          + problems["HumanEval/21"]["canonical_solution"]),  # slow enough
-        ("HumanEval/25", busy.format(s=0.05) + problems["HumanEval/25"]["canonical_solution"]),
+        ("HumanEval/25", busy.format(s=0.005) + problems["HumanEval/25"]["canonical_solution"]),
     ]
 
 
