@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from kanana_eval.cli.main import main
+from kanana_eval.cli.serve import check_yarn, yarn_server_args
 from kanana_eval.config.registry import load_registry
 from kanana_eval.config.run_config import RunConfig
-from kanana_eval.engine.build import EngineConfig, build_lm
+from kanana_eval.engine.build import EngineConfig, build_lm, vllm_hf_overrides
 from kanana_eval.engine.shared_prefix_generation import GridPrompt, SharedPrefixGenerator
 from kanana_eval.pipeline.run import run
 from kanana_eval.report.heatmap import heatmaps_of_run, to_png, to_svg
@@ -292,3 +293,30 @@ def test_the_heatmap_page_loads_its_images_in_headless_chromium(base_run: Path,
                          text=True, timeout=120, check=True).stdout
     sizes = re.search(r'data-images="([^"]*)"', dom).group(1).split(",")
     assert len(sizes) == 2 and all(int(s.split("x")[0]) > 100 for s in sizes)
+
+
+
+def test_serve_yarn_passes_the_override_to_vllms_server_and_refuses_32k_only_models(
+        tiny_llama: Path) -> None:
+    override = load_registry().yarn_rope_scaling
+    assert yarn_server_args(str(tiny_llama), False) == []
+    flag, value = yarn_server_args(str(tiny_llama), True)
+    rope = json.loads(value)["rope_scaling"]
+    assert flag == "--hf-overrides" and {k: rope[k] for k in override} == override
+    assert rope["rope_type"] == "yarn" and rope["rope_theta"] == 10000.0  # the model's own
+    [small] = load_registry().resolve("kanana-1.5-2.1b-instruct-2505")
+    with pytest.raises(Exception, match="does not take the YaRN 128K override"):
+        check_yarn(small, True)
+    check_yarn(small, False)
+
+
+def test_vllms_config_reads_back_the_yarn_override(tiny_llama: Path) -> None:
+    pytest.importorskip("vllm", reason="vLLM is not installed (make install-vllm)")
+    from vllm.config import ModelConfig  # noqa: PLC0415 - heavy: vLLM
+
+    override = load_registry().yarn_rope_scaling
+    cfg = EngineConfig(backend="vllm", model=str(tiny_llama), rope_scaling=override)
+    config = ModelConfig(model=str(tiny_llama), hf_overrides=vllm_hf_overrides(cfg),
+                         dtype="float32")
+    rope = config.hf_config.rope_parameters or config.hf_config.rope_scaling
+    assert {k: rope[k] for k in override} == override and rope["rope_type"] == "yarn"

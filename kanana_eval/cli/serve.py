@@ -9,15 +9,23 @@ the server and its engine processes.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from types import FrameType
 
 from kanana_eval.cli.options import count
-from kanana_eval.config.registry import load_registry
+from kanana_eval.config.registry import ModelRef, load_registry
 from kanana_eval.config.run_config import RunConfig
-from kanana_eval.core.errors import EngineError
-from kanana_eval.engine.build import VLLM_INSTALL, resolve_device, resolve_dtype, vllm_installed
+from kanana_eval.core.errors import ConfigError, EngineError
+from kanana_eval.engine.build import (
+    VLLM_INSTALL,
+    EngineConfig,
+    resolve_device,
+    resolve_dtype,
+    vllm_hf_overrides,
+    vllm_installed,
+)
 from kanana_eval.engine.vllm_server import ServeOptions, start_server, stop_server, wait_ready
 from kanana_eval.pipeline.model_source import resolve_weights
 
@@ -44,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enforce-eager", action="store_true",
                    help="no CUDA graphs or torch.compile (quicker start)")
     p.add_argument("--revision", default=None, help="hub revision of the weights")
+    p.add_argument("--yarn", action="store_true",
+                   help="serve with the README's YaRN rope_scaling override (128K context); "
+                        "refused for 32K-only models (docs/niah.md)")
     p.add_argument("--startup-timeout", type=count(1), default=900,
                    help="seconds to wait for the server to be ready (default 900)")
     p.add_argument("vllm_args", nargs=argparse.REMAINDER,
@@ -51,13 +62,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=execute)
 
 
+def check_yarn(ref: ModelRef, yarn: bool) -> None:
+    """--yarn is refused for the models the registry marks 32K-only."""
+    if yarn and ref.entry is not None and not ref.entry.yarn_128k:
+        raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the README: "
+                          "~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
+
+
+def yarn_server_args(load_name: str, yarn: bool) -> list[str]:
+    """vLLM server options for --yarn: the README's override merged into the model's rope
+    parameters, as `--hf-overrides` (what the offline vLLM engine gets too)."""
+    if not yarn:
+        return []
+    overrides = vllm_hf_overrides(EngineConfig(backend="vllm", model=load_name,
+                                               rope_scaling=load_registry().yarn_rope_scaling))
+    return ["--hf-overrides", json.dumps(overrides)]
+
+
 def execute(args: argparse.Namespace) -> int:
     if not vllm_installed():
         raise EngineError(f"kanana-eval serve needs vLLM, which is not installed: {VLLM_INSTALL}")
     ref = load_registry().resolve(args.model, None)[0]
+    check_yarn(ref, args.yarn)
     resolved = resolve_weights(ref, RunConfig(model=ref.name, backend="vllm",
                                               revision=args.revision))
     extra = [a for a in args.vllm_args if a != "--"] if args.vllm_args else []
+    extra += yarn_server_args(resolved.load_name, args.yarn)
     opts = ServeOptions(model_path=resolved.load_name, served_name=ref.name, host=args.host,
                         port=args.port, dtype=resolve_dtype(args.dtype, resolve_device("vllm")),
                         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,

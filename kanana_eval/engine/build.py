@@ -125,11 +125,12 @@ def hf_model_args(cfg: EngineConfig) -> dict[str, Any]:
 
 
 def hf_rope_override(cfg: EngineConfig) -> dict[str, Any]:
-    """The YaRN override merged into the model's own rope parameters.
+    """The YaRN override merged into the model's own rope parameters (hf, vLLM, served).
 
     transformers 5 takes `rope_scaling=` as the whole `rope_parameters`: passed alone it drops
-    the model's `rope_theta` and YaRN fails to build. The model's own values are kept, the
-    override's replace them, and `rope_type` follows the override's `type`.
+    the model's `rope_theta` and YaRN fails to build, and vLLM's config needs `rope_type`
+    (KeyError without it). The model's own values are kept, the override's replace them, and
+    `rope_type` follows the override's `type`.
     """
     from transformers import AutoConfig  # noqa: PLC0415 - heavy: transformers, only for hf
 
@@ -143,6 +144,11 @@ def hf_rope_override(cfg: EngineConfig) -> dict[str, Any]:
     merged["rope_type"] = override.get("rope_type") or override.get("type") or current.get(
         "rope_type")
     return merged
+
+
+def vllm_hf_overrides(cfg: EngineConfig) -> dict[str, Any]:
+    """vLLM's `hf_overrides` for --yarn: the merged rope parameters (vLLM needs `rope_type`)."""
+    return {"rope_scaling": hf_rope_override(cfg)}
 
 
 def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
@@ -361,7 +367,10 @@ def build_lm(cfg: EngineConfig) -> Any:
             raise EngineError(f"cannot load model '{cfg.model}': {first}") from exc
     if cfg.backend == "vllm":
         try:
-            return vllm_lm_class()(**vllm_model_args(cfg))
+            args = vllm_model_args(cfg)
+            if cfg.rope_scaling:
+                args["hf_overrides"] = vllm_hf_overrides(cfg)
+            return vllm_lm_class()(**args)
         except (OSError, ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"vLLM cannot load '{cfg.model}': {first}") from exc
