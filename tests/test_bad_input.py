@@ -126,6 +126,8 @@ CASES = [
          "--haystack-dir {results}", "has no usable text"),
     Case("run-niah-grid-beyond-every-context", "run --model {model} --benchmarks niah "
          "--niah-lengths 64K,128K", "longer than the model's context (8192 tokens)"),
+    Case("score-niah-grid", "score niah@base {completions} --output-dir {new}",
+         "is a generated grid"),
     Case("run-niah-depth-above-100", "run --model {model} --benchmarks niah --niah-depths 0,150",
          "--niah-depths"),
     Case("run-output-dir-is-a-file",

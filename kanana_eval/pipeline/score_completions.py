@@ -32,7 +32,7 @@ from kanana_eval.pipeline.data_record import data_record
 from kanana_eval.pipeline.model_source import ResolvedModel
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
 from kanana_eval.results.checks import check_input_dir, check_output_dir
-from kanana_eval.scoring.base import ExecutionContext, Scorer, item_id
+from kanana_eval.scoring.base import AnswerPath, ExecutionContext, Scorer, item_id
 from kanana_eval.scoring.catalog import check_spec
 from kanana_eval.scoring.sandbox.api import require_boundary
 from kanana_eval.tasks.lm_eval_bridge import BuiltTask, build_tasks
@@ -134,6 +134,9 @@ def score_completions(benchmark: str, path: Path, *, data_dir: Path | None, outp
     if spec.generation is None:
         raise ConfigError(f"{spec.id} is scored by log-likelihood: it needs a model, "
                           "not completions")
+    if scorer.answers is AnswerPath.GENERATED_GRID:
+        raise ConfigError(f"{spec.id} is a generated grid whose cells are cut with the model's "
+                          "tokenizer: it needs a model (kanana-eval run), not completions")
     responses = read_completions(path, scorer)
     ref = ModelRef(name=f"completions-{Path(path).stem}", protocols=(spec.protocol,))
     check_output_dir(Path(output_dir) / ref.slug, "--output-dir")  # before any scoring
