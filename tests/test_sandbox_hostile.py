@@ -60,10 +60,10 @@ class _Listener:
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp.bind(("127.0.0.1", self.port))
         self.sockets.append(udp)
+        self.open = True
         for sock in self.sockets:
             sock.settimeout(0.2)
             threading.Thread(target=self._watch, args=(sock,), daemon=True).start()
-        self.open = True
 
     def _watch(self, sock: socket.socket) -> None:
         while self.open:

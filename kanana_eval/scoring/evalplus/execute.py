@@ -204,7 +204,8 @@ def _note(kind: str, status: str, result: ExecutionResult, stop: str | None) -> 
     return f"{kind}: {status} ({prefix}{result.detail})"
 
 
-_STOPS = {"time": "an input ran out of time", "error": "an input raised an exception"}
+_STOPS = {"time": "an input ran out of time",
+          "error": "the solution raised an exception, loading or on an input"}
 
 
 def time_limits(ref_time: Sequence[float], min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,

