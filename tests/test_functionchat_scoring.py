@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from openai_judge_server import JudgeServer, user_text
 
+from kanana_eval.core.errors import ConfigError, DataUnavailableError
 from kanana_eval.results.records import Item
 from kanana_eval.scoring.judge.client import JudgeConfig
 from kanana_eval.scoring.tool_calls import judge as tool_judge
@@ -304,3 +305,14 @@ def test_the_docs_table_of_candidate_aggregations_is_what_the_counts_allow():
         assert rows[name] == [*fits, f"{fits.count('yes')}/9"], name
     assert set(AGGREGATIONS) == {"micro", "dialog_singlecall_mean", "subset_mean",
                                  "dialog_type_mean", "calldecision_category_mean"}
+
+
+def test_a_missing_data_folder_is_one_line_naming_both_ways_to_give_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("KANANA_SHARED_DATA", raising=False)
+    with pytest.raises(DataUnavailableError) as missing:
+        load_functionchat("571abec", tmp_path)
+    message = str(missing.value)
+    assert "\n" not in message and "--data-dir" in message and "KANANA_SHARED_DATA" in message
+    assert "kakao/FunctionChat-Bench/571abec" in message
+    with pytest.raises(ConfigError, match="v9"):
+        load_functionchat("v9", tmp_path)
