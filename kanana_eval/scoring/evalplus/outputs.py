@@ -190,11 +190,11 @@ def _mbpp_oracles(entry_point: str, inp: Any, out: Any, exp: Any, atol: float,
 
 def _humaneval_oracles(entry_point: str, inp: Any, out: Any, exp: Any, atol: float,
                        exact: bool) -> tuple[bool, bool | None]:
-    """HumanEval+'s special oracle: find_zero is judged by the polynomial's value alone."""
-    from evalplus.eval import _poly  # noqa: PLC0415 - heavy: evalplus, only when comparing
-
+    """HumanEval+'s special oracle for find_zero, as evalplus 0.3.1 applies it."""
     if entry_point == "find_zero":
-        return exact, bool(abs(_poly(*inp, out)) <= atol)
+        # evalplus 0.3.1 `continue`s past its bookkeeping here, so the input never counts as
+        # checked and untrusted_check fails the solution whatever it returns: we agree.
+        return exact, False
     return exact, None
 
 

@@ -169,8 +169,9 @@ def run_calls(
     program) after the previous call's processes were killed; `preload` modules and the target
     are imported by the supervisor before the clock starts. "passed" means the function
     returned: its JSON-serialisable value is in `value`. Arguments are pickled (trusted data,
-    harness to child); nothing comes back but JSON. `timeouts_s` are CPU seconds per call; the
-    wall clock backstop is WALL_FACTOR times that, and a call that times out is run once more.
+    harness to child); nothing comes back but JSON. `timeouts_s` are each call's time limit as
+    load cannot stretch it (isolation.Clock), with RLIMIT_CPU a second above; the wall clock
+    backstop is WALL_FACTOR times that, and a call that times out is run once more.
     """
     if len(timeouts_s) != len(calls):
         raise SandboxError(f"{len(calls)} calls but {len(timeouts_s)} timeouts")
@@ -189,25 +190,29 @@ def run_calls(
     binds = {} if unsafe else {root: f"{boundary.LIB}/{Path(root).name}" for root in roots
                                if not any(root.startswith(r + os.sep) for r in inside)}
     path = roots if unsafe else [boundary.LIB]
-    results: list[ExecutionResult] = []
-    again: set[int] = set()  # calls that timed out once and are being run again
-    while len(results) < len(calls):  # a call that times out ends its supervisor: start another
-        start = len(results)
-        rest = range(start, len(calls))
-        header = {"mode": "call", "target": target, "preload": list(preload), "path": path,
-                  "cpu": [math.ceil(timeouts_s[i]) + 1 for i in rest]}
-        payload = pickle.dumps([tuple(calls[i]) for i in rest], protocol=pickle.HIGHEST_PROTOCOL)
-        batch = run_session(header, payload, [timeouts_s[i] * WALL_FACTOR for i in rest],
-                            memory_mb, dict(env or {}), binds=binds, unsafe=unsafe)
-        if start in again:
-            batch[0] = retried(batch[0])
-        last = start + len(batch) - 1
-        if batch[-1].status == "timeout" and last not in again:
-            again.add(last)
-            batch = batch[:-1]
-        results.extend(batch)
-        if batch and batch[-1].status == "error":  # the sandbox is broken: no retry per call
-            results.extend([batch[-1]] * (len(calls) - len(results)))
+
+    def run(indices: list[int]) -> list[ExecutionResult]:
+        """The calls `indices` in order, a fresh supervisor after any that ends its session."""
+        done: list[ExecutionResult] = []
+        while len(done) < len(indices):
+            rest = indices[len(done):]
+            header = {"mode": "call", "target": target, "preload": list(preload), "path": path,
+                      "cpu": [math.ceil(timeouts_s[i]) + 1 for i in rest],
+                      "time": [timeouts_s[i] for i in rest]}
+            payload = pickle.dumps([tuple(calls[i]) for i in rest],
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+            batch = run_session(header, payload, [timeouts_s[i] * WALL_FACTOR for i in rest],
+                                memory_mb, dict(env or {}), binds=binds, unsafe=unsafe)
+            done.extend(batch)
+            if batch[-1].status == "error":  # the sandbox is broken: no retry per call
+                done.extend([batch[-1]] * (len(indices) - len(done)))
+        return done
+
+    results = run(list(range(len(calls))))
+    again = [i for i, result in enumerate(results) if result.status == "timeout"]
+    if again:  # once more, each in a fresh supervisor, before a timeout counts
+        for i, result in zip(again, run(again), strict=True):
+            results[i] = retried(result)
     return results
 
 

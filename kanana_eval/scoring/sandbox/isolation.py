@@ -36,7 +36,7 @@ DISK_QUOTA_FILES = 4096
 QUOTA_POLL_MS = 50  # the folder walk without tmpfs: a bound after the fact, so not too eager
 TMPFS_POLL_MS = 10  # statvfs on the tmpfs is cheap
 PROBE_TIMEOUT_S = 30.0  # interpreter start-up, generous for a loaded machine
-WALL_FACTOR = 10  # wall-clock backstop of a time limit, whatever the load
+WALL_FACTOR = 30  # wall-clock backstop of a time limit, whatever the load (30: load 15 on 2 cores)
 
 # linux/landlock.h, as system call numbers and rights (x86-64 and arm64 share these numbers)
 _LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
