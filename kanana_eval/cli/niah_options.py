@@ -18,6 +18,10 @@ def add_niah_options(p: argparse.ArgumentParser) -> None:
                    help="needle depths in percent (default 0,10,...,100)")
     g.add_argument("--niah-languages", default=None, metavar="en,ko",
                    help="haystack and needle languages (default both)")
+    g.add_argument("--niah-judge", action="store_true",
+                   help="niah@instruct: also rate every answered cell 1-10 against the needle "
+                        "with the LLM judge (--judge-model, --judge-base-url; gkamradt's kind "
+                        "of score); the contains-value score stays the benchmark's value")
     g.add_argument("--haystack-dir", default=None,
                    help="a folder of your own UTF-8 text files (.txt, .md) as the haystack, cut "
                         "at sentence ends and sliced by the model's tokenizer (default: the "

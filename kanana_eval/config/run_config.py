@@ -59,11 +59,14 @@ class RunConfig:
     niah_lengths: str | None = None  # NIAH grid: context lengths (e.g. "1K,2K,4K"), else default
     niah_depths: str | None = None  # NIAH grid: needle depths in percent, else 0,10,...,100
     niah_languages: str | None = None  # NIAH grid: "en", "ko" or both (default)
+    niah_judge: bool = False  # NIAH QA form: also rate each answer 1-10 with the judge
 
     def to_dict(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
         if not raw["unsafe_exec"]:  # stored only when given: earlier manifests and hashes stay
             del raw["unsafe_exec"]
+        if not raw["niah_judge"]:  # likewise: stored only when asked
+            del raw["niah_judge"]
         return raw
 
     @classmethod

@@ -6,6 +6,7 @@ model's context are skipped, and the rest are answered in one pass. On the hf en
 go through `SharedPrefixGenerator`, which prefills each shared haystack prefix once; other
 engines get the prompt texts through lm-eval's `generate_until` (vLLM shares prefixes with its
 own prefix cache). A cell whose generation fails is recorded as failed and the grid goes on.
+With `--niah-judge` the QA form's answers are then rated 1-10 by the judge (`judge_grid`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from kanana_eval.engine.shared_prefix_generation import GridPrompt, SharedPrefix
 from kanana_eval.results.records import DataRecord, Item
 from kanana_eval.scoring.base import AnswerPath
 from kanana_eval.scoring.catalog import scorer_for
-from kanana_eval.scoring.niah import form_of
+from kanana_eval.scoring.judge.client import JudgeConfig, JudgeError
+from kanana_eval.scoring.niah import form_of, judge_cells
 from kanana_eval.tasks.niah import generator as niah
 
 log = logging.getLogger("kanana_eval")
@@ -237,3 +239,23 @@ def _item(spec: BenchmarkSpec, cell: niah.Cell, outputs: dict[str, str],
     return scorer_for(spec).cell_item(spec, item_id=cell.item_id, language=cell.language,
                                       prompt=cell.text, output=outputs[cell.item_id],
                                       value=cell.needle.value, details=details)
+
+
+def judge_grid(plan: GridPlan, items: list[Item], config: RunConfig, judge: JudgeConfig, *,
+               progress: bool = True) -> dict[str, Any] | None:
+    """The judge record of a QA-form grid run with `--niah-judge` (items rated in place), else
+    None: the retrieval form has no answer to grade, and `--no-judge` wins."""
+    if not (config.niah_judge and config.judge) or plan.record["form"] != "qa":
+        return None
+    needles = {c.language: c.needle for c in plan.cells}
+    return judge_cells(plan.spec, items, needles, judge, progress=progress)
+
+
+def require_grid_judges(judges: dict[str, dict[str, Any]], run_dir: Path) -> None:
+    """A grid whose judge failed: one line after the run is written (answers and contains-value
+    scores kept), so the exit code says the asked-for judge scores are missing."""
+    for bench, record in judges.items():
+        if record.get("error"):
+            raise JudgeError(f"{bench}: the judge failed ({record['error']}); the run is written "
+                             f"to {run_dir} with every cell's answer and contains-value score; "
+                             f"run again to judge (replies already made are cached)")

@@ -40,7 +40,9 @@ from kanana_eval.pipeline.niah_grid import (
     check_options,
     context_hint,
     is_grid,
+    judge_grid,
     plan_grid,
+    require_grid_judges,
 )
 from kanana_eval.pipeline.rejudge import prior_vouched
 from kanana_eval.pipeline.run_record import BenchmarkOutcome, RunOutcome, write_run
@@ -213,6 +215,11 @@ def run_model(ref: ModelRef, config: RunConfig, *,
         judges[spec.id] = tool_chat.judge(tool_jobs[spec.id], items[spec.id], config,
                                           judge_options(config).client)
         timings[f"judge_{spec.id}_s"] = time.time() - t
+    for spec in grids:  # NIAH's QA answers rated 1-10 when --niah-judge asks (docs/niah.md)
+        grid_judge = judge_grid(grid_plans[spec.id], items[spec.id], config,
+                                judge_options(config).client)
+        if grid_judge is not None:
+            judges[spec.id] = grid_judge
     timings["total_s"] = time.time() - started
 
     outcomes = [BenchmarkOutcome(spec=spec, items=items[spec.id], data=data[spec.id],
@@ -225,6 +232,7 @@ def run_model(ref: ModelRef, config: RunConfig, *,
                                    request_cache=str(cache_path) if cache_path else None))
     # MT-Bench/KoMT-Bench with every judgment unparsable: one line, after the write
     judge_stage.require_ratings({s.id: judges[s.id] for s in judged if s.id in judges}, run_dir)
+    require_grid_judges({s.id: judges[s.id] for s in grids if s.id in judges}, run_dir)
     return run_dir
 
 

@@ -77,7 +77,10 @@ class BenchmarkOutcome:
                                task_file_sha256=file_sha256(Path(spec.task.source_file)),
                                lm_eval_tasks=self.lm_eval_tasks, data=self.data,
                                n_scored=len(self.items), n_available=self.available,
-                               samples_per_subtask=self.plan, judge=self.judge_record())
+                               samples_per_subtask=self.plan,
+                               # an optional judge (NIAH's --niah-judge) is recorded here only:
+                               # its row shows `judge_score`, not a judged benchmark's `judge`
+                               judge=self.judge_record() if self.judge is None else self.judge)
 
 
 @dataclass

@@ -73,7 +73,8 @@ class Item(_Record):
     """One scored item (`items/<benchmark>.jsonl`); `item_id` (+ `turn`) pairs it across runs."""
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"turn", "truncated", "choices",
-                                                          "loglikelihoods", "details"})
+                                                          "loglikelihoods", "details",
+                                                          "judge_score"})
 
     schema_version: Literal[1] = SCHEMA_VERSION
     benchmark: str
@@ -90,6 +91,7 @@ class Item(_Record):
     choices: list[str] | None = None
     loglikelihoods: list[float] | None = None
     details: dict[str, Any] | None = None
+    judge_score: float | None = None  # NIAH --niah-judge: the 1-10 rating beside `score`
 
     @property
     def key(self) -> tuple[str, int | None]:
@@ -111,7 +113,7 @@ class ScoreRow(_Record):
 
     OMIT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"metrics", "n_no_answer", "n_truncated",
                                                           "n_dropped", "judge", "n_skipped",
-                                                          "n_failed"})
+                                                          "n_failed", "judge_score"})
 
     benchmark: str = Field(pattern=r"^[a-z0-9_]+@[a-z0-9_]+$")
     protocol: str
@@ -131,6 +133,7 @@ class ScoreRow(_Record):
     judge: dict[str, Any] | None = None
     n_skipped: int | None = Field(default=None, ge=0)  # NIAH: cells beyond the model's context
     n_failed: int | None = Field(default=None, ge=0)  # NIAH: cells whose generation failed
+    judge_score: dict[str, Any] | None = None  # NIAH --niah-judge: mean 1-10 rating, per language
 
     @property
     def scale_enum(self) -> Scale:
