@@ -312,3 +312,18 @@ def test_records_of_different_runs_cannot_share_a_folder(tmp_path):
         RunWriter(tmp_path, "ckpt", "20260102T000000Z-00000000").write(
             run.manifest, run.scores, run.items)
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_second_run_of_one_config_in_the_same_second_gets_its_own_folder(tmp_path):
+    run_id = writer_module.new_run_id("0badc0de", when=1_767_225_600.0)
+    model_dir = tmp_path / "ckpt"
+    assert writer_module.free_run_id(model_dir, run_id) == run_id
+    first = build_test_run({"gsm8k@base": [1.0]}, run_id=run_id)
+    RunWriter(tmp_path, "ckpt", run_id).write(first.manifest, first.scores, first.items)
+    second_id = writer_module.free_run_id(model_dir, run_id)
+    assert second_id == f"{run_id}-2"
+    second = build_test_run({"gsm8k@base": [0.0]}, run_id=second_id)
+    RunWriter(tmp_path, "ckpt", second_id).write(second.manifest, second.scores, second.items)
+    assert sorted(p.name for p in model_dir.iterdir()) == [run_id, second_id]
+    (model_dir / f".{run_id}-3.partial").mkdir()  # a write in progress holds its id too
+    assert writer_module.free_run_id(model_dir, run_id) == f"{run_id}-4"

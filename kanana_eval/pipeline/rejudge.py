@@ -21,7 +21,7 @@ from kanana_eval.core.errors import KananaError, ResultsError
 from kanana_eval.pipeline import tool_chat
 from kanana_eval.results.io import item_file, load_run_records, read_items
 from kanana_eval.results.records import Item, Manifest, Scores
-from kanana_eval.results.writer import RunWriter, new_run_id
+from kanana_eval.results.writer import RunWriter, free_run_id, new_run_id
 from kanana_eval.scoring.base import AnswerPath
 from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge import stage as judge_stage
@@ -141,7 +141,7 @@ def clean_stale_partials(model_dir: Path, older_than_s: float = STALE_PARTIAL_S)
 
 def _write_judged(source: Path, manifest: Manifest, scores: Scores, config: RunConfig,
                   judged: dict[str, tuple[list[Item], dict]], started: float) -> Path:
-    run_id = new_run_id(config.hash())
+    run_id = free_run_id(Path(config.output_dir) / source.parent.name, new_run_id(config.hash()))
     rows = []
     for row in scores.scores:
         if row.benchmark in judged:

@@ -28,7 +28,7 @@ from kanana_eval.results.records import (
     Scores,
     ScoresModel,
 )
-from kanana_eval.results.writer import RunWriter, new_run_id
+from kanana_eval.results.writer import RunWriter, free_run_id, new_run_id
 from kanana_eval.scoring.catalog import scorer_for
 from kanana_eval.scoring.judge.stage import not_judged_record
 from kanana_eval.scoring.sandbox.api import isolation_report
@@ -109,7 +109,7 @@ class RunOutcome:
 def write_run(outcome: RunOutcome) -> Path:
     """Store a run folder: items, scores.json and manifest.json, atomically and validated."""
     ref, config = outcome.resolved.ref, outcome.config
-    run_id = new_run_id(config.hash())
+    run_id = free_run_id(Path(config.output_dir) / ref.slug, new_run_id(config.hash()))
     protocols = list(ref.protocols)
     scores = Scores(run_id=run_id,
                     model=ScoresModel(name=ref.name,

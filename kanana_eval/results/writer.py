@@ -67,6 +67,19 @@ def new_run_id(config_hash: str, when: float | None = None) -> str:
     return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{config_hash}"
 
 
+def free_run_id(model_dir: Path, run_id: str) -> str:
+    """`run_id`, or `run_id-2`, `-3`... when that folder is taken.
+
+    Two runs of one config in the same second (a run and `judge RUN` started together, or two CI
+    jobs) would otherwise get one id, and the second write would be refused.
+    """
+    candidate, n = run_id, 1
+    while (model_dir / candidate).exists() or (model_dir / f".{candidate}.partial").exists():
+        n += 1
+        candidate = f"{run_id}-{n}"
+    return candidate
+
+
 class RunWriter:
     """Writes `<output_dir>/<model slug>/<run id>/` whole: items, scores.json, manifest.json."""
 
