@@ -174,7 +174,7 @@ def _api_key(config: JudgeConfig) -> str:
         return key
     if _effective_base_url(config):
         return LOCAL_DUMMY_KEY
-    raise JudgeError(f"the MT-Bench judge ({config.model}) needs an OpenAI API key: set "
+    raise JudgeError(f"the judge ({config.model}) needs an OpenAI API key: set "
                      f"{config.api_key_env}, or give a judge base URL for a local "
                      f"OpenAI-compatible server")
 
