@@ -13,7 +13,8 @@ from kanana_eval.scoring.sandbox.rpc import Handle, NotPlain, decode, encode
 
 
 @pytest.mark.parametrize("value", [
-    None, True, 0, -7, 2 ** 80, 1.5, "한국어", b"\x00\xff", [1, [2, (3,)]], (1, "a"),
+    None, True, 0, -7, 2 ** 80, 3 ** 5000, -(7 ** 3000), 1.5, "한국어", b"\x00\xff",
+    [1, [2, (3,)]], (1, "a"),
     {1, 2}, frozenset({"x"}), {"k": [1.0], (1, 2): None}, 1 + 2j, float("inf"), -0.0,
 ])
 def test_builtin_values_round_trip_exactly(value):

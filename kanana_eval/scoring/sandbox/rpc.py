@@ -30,6 +30,7 @@ import importlib
 import json
 import math
 import os
+import re
 import select
 import struct
 import sys
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 MESSAGE_LIMIT = 16 * 1024 * 1024
+_BIG_BITS = 1000  # larger ints cross as hex (linear both ways, no int-to-str digit limit)
+_HEX = re.compile(r"-?0x[0-9a-f]+")
 _ENDED = "the program's process ended"
 _DEPTH = 200
 
@@ -82,6 +85,8 @@ def encode(value: Any, handles: dict[int, Any] | None = None, depth: int = 0) ->
     if depth > _DEPTH:
         raise NotPlain(f"nested deeper than {_DEPTH}")
     kind = type(value)
+    if kind is int and value.bit_length() > _BIG_BITS:  # JSON's decimal digits are quadratic
+        return {"i": hex(value)}
     if value is None or kind is bool or kind is str or kind is int:
         return value
     if kind is float:
@@ -102,7 +107,7 @@ def encode(value: Any, handles: dict[int, Any] | None = None, depth: int = 0) ->
     if kind is Handle:
         return {"h": value.number}
     if isinstance(value, int):
-        return int.__int__(value)
+        return encode(int.__int__(value), handles, depth)
     if isinstance(value, float):
         return encode(float.__float__(value), handles, depth)
     if isinstance(value, str):
@@ -130,6 +135,8 @@ def decode(value: Any, handles: dict[int, Any] | None = None, depth: int = 0) ->
     ((tag, inner),) = value.items()
     if tag == "x" and inner in ("nan", "inf", "-inf"):
         return float(inner)
+    if tag == "i" and isinstance(inner, str) and _HEX.fullmatch(inner):
+        return int(inner, 16)
     if tag == "b" and isinstance(inner, str):
         return base64.b64decode(inner, validate=True)
     if tag == "h" and type(inner) is int:

@@ -31,7 +31,8 @@ Status = Literal["passed", "failed", "timeout", "error"]
 QUOTA_DETAIL = "disk quota exceeded"  # detail prefix of a quota verdict (callers may test for it)
 STARTUP_TIMEOUT_S = 30.0  # interpreter start-up, generous for a loaded machine; not program time
 DETAIL_CHARS = 500
-RESULT_LIMIT_BYTES = 16 * 1024 * 1024  # largest JSON value a call may return
+RESULT_LIMIT_BYTES = 256 * 1024 * 1024  # largest JSON value a call may return (evalplus' plus
+# inputs of HumanEval/15 or /130 produce tens of MiB of outputs)
 SUPERVISOR_PATH = str(Path(__file__).with_name("supervisor.py"))
 _NONCE_CHARS = 32
 _SETUP = b"setup: "  # proof prefix of a child the supervisor could not confine
