@@ -310,7 +310,7 @@ def test_available_bytes_on_this_machine_is_positive():
 # ----------------------------------------------------------------------------- real models (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_key", ["smollm2-135m-instruct", "gemma-3-270m"])
-def test_estimate_is_within_1_3x_of_the_measured_peak(model_key, single_thread):
+def test_estimate_is_within_1_3x_of_the_measured_peak(model_key):
     """One batch per layout the model runs (SmolLM2 packs suffixes; Gemma's sliding window pads
     them, on a prefix longer than its window): the planner's estimate against the kernel's
     peak-RSS mark of that batch alone."""
@@ -319,6 +319,6 @@ def test_estimate_is_within_1_3x_of_the_measured_peak(model_key, single_thread):
         print(model_key, result)
     layouts = {r["layout"] for r in results}
     assert layouts == ({"padded"} if model_key == "gemma-3-270m" else {"padded", "packed"})
-    assert all(r["peak_mib"] >= 50 for r in results), "too small a batch to measure"
+    assert all(r["peak_mib"] >= 150 for r in results), "too small a batch to measure"
     bad = [r for r in results if not within_tolerance(r)]
     assert not bad, f"estimate off by more than {ESTIMATE_TOLERANCE}x: {bad}"
