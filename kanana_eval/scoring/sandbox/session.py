@@ -170,7 +170,7 @@ def _supervise(
     results: list[ExecutionResult] = []
     clock = _Clock(deadline=time.monotonic() + STARTUP_TIMEOUT_S)
     fd = proc.stdout.fileno()
-    buffer = b""
+    buffer = bytearray()  # a call's value may make a line of hundreds of MiB: no quadratic +=
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -179,12 +179,15 @@ def _supervise(
                 return [*results, _expired(clock, timeouts, stderr_path)]
             if not selector.select(remaining):
                 continue
-            chunk = os.read(fd, 65536)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:  # EOF: the supervisor died before reporting
                 return [*results, _supervisor_died(proc, clock, stderr_path,
                                                    wrapped=not kill_between)]
             buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
+            if b"\n" not in chunk:
+                continue
+            *lines, rest = bytes(buffer).split(b"\n")
+            buffer = bytearray(rest)
             for line in lines:
                 if line.startswith(b"started "):
                     clock.started = time.monotonic()
