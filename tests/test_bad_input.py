@@ -264,6 +264,12 @@ CASES = [
     Case("build-mirror-record-not-utf8", "data build-mirror {damaged}",
          "cannot read mirror record", damage=lambda run: (run / "kanana_mirror.json").write_bytes(
              b"\xff\xfe{")),
+    # ---------------------------------------------------------------- serve (vLLM)
+    Case("serve-port-zero-after-model", "serve {model} --port 0", "argument --port"),
+    Case("serve-port-too-big", "serve {model} --port 70000", "--port must be 1-65535"),
+    Case("serve-unknown-option-before-dashdash", "serve {model} --max-num-seqs 4",
+         "unrecognized arguments: --max-num-seqs"),
+    Case("serve-model-missing", "serve", "required: model"),
     # ---------------------------------------------------------------- any command
     Case("command-unknown", "evaluate --model x", "invalid choice: 'evaluate'"),
 ]
@@ -339,7 +345,7 @@ def test_cases_have_unique_ids_and_say_what_they_expect():
 
 
 COMMANDS = {"run", "score", "judge", "fastchat-export", "report", "compare", "rerun", "models",
-            "benchmarks", "data"}
+            "benchmarks", "data", "serve"}
 
 
 def test_every_command_has_cases():

@@ -13,7 +13,7 @@ import pytest
 import kanana_eval.cli.serve as serve_command
 import kanana_eval.engine.build as engine
 import kanana_eval.engine.vllm_engine as vllm_engine
-from kanana_eval.cli.main import main
+from kanana_eval.cli.main import build_parser, main
 from kanana_eval.config.registry import load_registry
 from kanana_eval.core.errors import EngineError
 from kanana_eval.engine.build import (
@@ -222,3 +222,13 @@ def test_serve_starts_vllms_openai_server_on_localhost_with_prefix_caching():
     assert flags["--served-model-name"] == "smollm2-135m-instruct" and flags["--model"] == "/m"
     assert "--enable-prefix-caching" in cmd and "--enforce-eager" in cmd
     assert cmd[-2:] == ["--max-num-seqs", "4"] and opts.base_url == "http://127.0.0.1:8011/v1"
+
+
+def test_serve_options_after_the_model_are_ours_and_only_what_follows_dashdash_is_vllms():
+    """argparse's REMAINDER takes everything after MODEL; ours must still be read as ours."""
+    args = build_parser().parse_args(["serve", "smollm2-135m-instruct", "--port", "8011",
+                                      "--enforce-eager", "--", "--max-num-seqs", "64"])
+    assert serve_command.vllm_extra_args(args) == ["--max-num-seqs", "64"]
+    assert (args.port, args.enforce_eager, args.host) == (8011, True, "127.0.0.1")
+    before = build_parser().parse_args(["serve", "--port", "8012", "smollm2-135m-instruct"])
+    assert serve_command.vllm_extra_args(before) == [] and before.port == 8012

@@ -14,6 +14,7 @@ import signal
 import sys
 from types import FrameType
 
+from kanana_eval.cli.errors import PROGRAM, OneLineParser
 from kanana_eval.cli.options import count
 from kanana_eval.config.registry import ModelRef, load_registry
 from kanana_eval.config.run_config import RunConfig
@@ -42,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "the MT-Bench judge). Options after `--` go to vLLM.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     p.add_argument("model", help="registry key, HF hub id or local model folder")
+    add_serve_options(p)
+    p.add_argument("vllm_args", nargs=argparse.REMAINDER,
+                   help="after `--`: further options for vLLM's server, passed unchanged")
+    p.set_defaults(handler=execute)
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    """Our own options; `execute` parses them again when given after MODEL (argparse's
+    REMAINDER takes everything after MODEL, and only what follows `--` is vLLM's)."""
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: the server has no auth)")
     p.add_argument("--port", type=count(1), default=8000, help="port (default 8000)")
@@ -57,9 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "refused for 32K-only models (docs/niah.md)")
     p.add_argument("--startup-timeout", type=count(1), default=900,
                    help="seconds to wait for the server to be ready (default 900)")
-    p.add_argument("vllm_args", nargs=argparse.REMAINDER,
-                   help="after `--`: further options for vLLM's server, passed unchanged")
-    p.set_defaults(handler=execute)
 
 
 def check_yarn(ref: ModelRef, yarn: bool) -> None:
@@ -79,14 +86,29 @@ def yarn_server_args(load_name: str, yarn: bool) -> list[str]:
     return ["--hf-overrides", json.dumps(overrides)]
 
 
+def vllm_extra_args(args: argparse.Namespace) -> list[str]:
+    """Split what followed MODEL at `--`: ours before it (parsed into `args`), vLLM's after."""
+    rest = list(args.vllm_args or [])
+    cut = rest.index("--") if "--" in rest else len(rest)
+    ours, theirs = rest[:cut], rest[cut + 1:]
+    if ours:
+        parser = OneLineParser(prog=f"{PROGRAM} serve", add_help=False)
+        add_serve_options(parser)
+        parser.parse_args(ours, namespace=args)
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
+    return theirs
+
+
 def execute(args: argparse.Namespace) -> int:
+    extra_args = vllm_extra_args(args)  # checked before anything is loaded
     if not vllm_installed():
         raise EngineError(f"kanana-eval serve needs vLLM, which is not installed: {VLLM_INSTALL}")
     ref = load_registry().resolve(args.model, None)[0]
     check_yarn(ref, args.yarn)
     resolved = resolve_weights(ref, RunConfig(model=ref.name, backend="vllm",
                                               revision=args.revision))
-    extra = [a for a in args.vllm_args if a != "--"] if args.vllm_args else []
+    extra = list(extra_args)
     extra += yarn_server_args(resolved.load_name, args.yarn)
     opts = ServeOptions(model_path=resolved.load_name, served_name=ref.name, host=args.host,
                         port=args.port, dtype=resolve_dtype(args.dtype, resolve_device("vllm")),
