@@ -45,7 +45,8 @@ PLACEHOLDER = "<varies>"
 # Keys whose values legitimately differ between two runs of the same inputs (see the docstring).
 _VARYING_KEYS = {"run_id", "created_utc", "command", "config_hash", "versions", "timings",
                  "request_cache", "execution_seconds", "task_file_sha256", "judged_from",
-                 "cache_key"}  # judgment cache keys hash the judge server's URL (its port)
+                 "cache_key",  # judgment cache keys hash the judge server's URL (its port)
+                 "peak_rss_mib"}  # the process's measured peak memory
 _PATH_KEYS = {"path", "file", "output_dir", "data_dir", "root", "base_url", "judge_base_url"}
 _URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
@@ -79,7 +80,11 @@ def _normalise(value: Any, roots: list[str], key: str | None = None) -> Any:
 
 
 def normalised_files(run_dir: Path, roots: list[str]) -> dict[str, str]:
-    """Relative path -> normalised text of every file of a run folder."""
+    """Relative path -> normalised text of every file of a run folder.
+
+    The project's own folder is a root too: a traceback in an item names our files by their
+    absolute path, which is wherever the project was cloned."""
+    roots = [*roots, str(HERE.parent)]
     files: dict[str, str] = {}
     for path in sorted(run_dir.rglob("*")):
         if not path.is_file():
