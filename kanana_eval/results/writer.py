@@ -13,9 +13,9 @@ the dead one, saying so on stderr; nothing is left there forever.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -30,7 +30,6 @@ LOCK_NAME = ".writing"  # inside a `.partial` folder, locked while its writer li
 # (between mkdir and lock, or unlock and rename) or a writer killed right there: stale after this.
 UNLOCKED_GRACE_S = 60.0
 
-log = logging.getLogger(__name__)
 
 
 def _is_stale(partial: Path) -> bool:
@@ -56,7 +55,9 @@ def remove_stale_partials(model_dir: Path) -> list[Path]:
     for partial in sorted(Path(model_dir).glob(".*.partial")):
         if partial.is_dir() and _is_stale(partial):
             shutil.rmtree(partial, ignore_errors=True)
-            log.warning("kanana-eval: removed %s, left by a write that was killed", partial)
+            # stderr, not logging: a library's logging config (dictConfig) can silence our loggers
+            print(f"kanana-eval: removed {partial}, left by a write that was killed",
+                  file=sys.stderr)
             removed.append(partial)
     return removed
 
