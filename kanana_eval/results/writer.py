@@ -31,7 +31,6 @@ LOCK_NAME = ".writing"  # inside a `.partial` folder, locked while its writer li
 UNLOCKED_GRACE_S = 60.0
 
 
-
 def _is_stale(partial: Path) -> bool:
     try:
         fd = os.open(partial / LOCK_NAME, os.O_RDWR)
