@@ -22,6 +22,7 @@ from kanana_eval.engine.batch_memory import (
 from tools.bench.memory import (
     ESTIMATE_TOLERANCE,
     measure_model_in_processes,
+    summarize,
     within_tolerance,
 )
 
@@ -312,18 +313,31 @@ def test_available_bytes_on_this_machine_is_positive():
 
 
 # ----------------------------------------------------------------------------- real models (slow)
+def test_tolerance_holds_the_mean_to_1_3x_and_the_highest_peak_to_the_safety_share():
+    def row(estimate, peaks):
+        return summarize([{"estimate_mib": estimate, "peak_mib": p} for p in peaks])
+
+    assert within_tolerance(row(200, [150, 250]))  # mean 200; 250 < 200 / 0.5
+    assert not within_tolerance(row(300, [150, 250]))  # 1.5x the mean
+    assert not within_tolerance(row(140, [180, 200, 220]))  # 0.7x the mean
+    assert not within_tolerance(row(200, [150, 150, 150, 150, 420]))  # the highest needs > 2x
+    assert row(200, [150, 250])["peak_mib"] == 250 and row(200, [150, 250])["worst_ratio"] == 0.8
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_key", ["smollm2-135m-instruct", "gemma-3-270m"])
-def test_estimate_is_within_1_3x_of_the_measured_peak(model_key):
+def test_estimate_is_within_1_3x_of_the_mean_peak_and_covers_the_highest_with_its_margin(
+        model_key):
     """One batch per layout the model runs (SmolLM2 packs suffixes; Gemma's sliding window pads
     them, on a prefix longer than its window): the planner's estimate against the kernel's
-    peak-RSS mark of that batch alone, the highest of three fresh processes (the allocator's
-    room differs from process to process by up to ~35%)."""
+    peak-RSS mark of that batch alone, two runs in each of five fresh processes. The allocator's
+    room differs from process to process (the same batch peaked 151-250 MiB), so the estimate is
+    held to the mean of the ten within 1.3x, and the highest to estimate / DEFAULT_SAFETY."""
     results = measure_model_in_processes(str(ensure_hf_folder(model_key)))
     for result in results:
         print(model_key, result)
     layouts = {r["layout"] for r in results}
     assert layouts == ({"padded"} if model_key == "gemma-3-270m" else {"padded", "packed"})
-    assert all(r["peak_mib"] >= 150 for r in results), "too small a batch to measure"
+    assert all(r["mean_peak_mib"] >= 150 for r in results), "too small a batch to measure"
     bad = [r for r in results if not within_tolerance(r)]
-    assert not bad, f"estimate off by more than {ESTIMATE_TOLERANCE}x: {bad}"
+    assert not bad, f"estimate off by more than {ESTIMATE_TOLERANCE}x or margin exceeded: {bad}"

@@ -4,8 +4,12 @@ Each case is one batch of synthetic log-likelihood rows in one of the layouts th
 (right-padded rows without a prefix, right-padded rows on a prefix cache longer than a sliding
 window, suffixes packed on a prefix); the peak resident memory of that batch is read from the
 kernel (VmHWM, reset just before the batch, after the prefix's own forward) and set against
-what `BatchPlanner.estimate` said the batch would allocate. The test suite holds the ratio
-within 1.3x on SmolLM2 and Gemma-3-270m, and `make bench` prints it.
+what `BatchPlanner.estimate` said the batch would allocate. The same batch peaks up to 1.7x
+apart from one process to the next (where glibc's allocator finds room), so two things are held
+on SmolLM2 and Gemma-3-270m (tests/test_batch_memory.py), and `make bench` prints both: the
+estimate within 1.3x of the mean peak (it is a good estimate), and the highest peak within what
+the planner reserves for the estimate, estimate / DEFAULT_SAFETY (the batch is never the one that
+kills the process).
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kanana_eval.engine.batch_memory import BatchPlanner, Layout, ModelShape
+from kanana_eval.engine.batch_memory import DEFAULT_SAFETY, BatchPlanner, Layout, ModelShape
 from kanana_eval.engine.model_runner import ModelRunner
 from kanana_eval.engine.prefix_reuse import score_requests
 from tools.bench.probes import _status_kib, reset_peak_rss
 
 _MIB = 1 << 20
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `tools` imports from
-ESTIMATE_TOLERANCE = 1.3  # estimate / measured peak must lie within [1/1.3, 1.3]
+ESTIMATE_TOLERANCE = 1.3  # estimate / mean measured peak must lie within [1/1.3, 1.3]
 
 
 @dataclass(frozen=True)
@@ -104,24 +108,32 @@ def measure_case(model: Any, case: MemoryCase, *, dtype_bytes: int = 4) -> dict[
             "ratio": round(estimate / peak, 2) if peak > 0 else None}
 
 
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's runs as one row: every peak, their mean and highest, and the estimate's ratio
+    to each (`ratio` to the mean, `worst_ratio` to the highest)."""
+    peaks = [r["peak_mib"] for r in runs]
+    mean, top = sum(peaks) / len(peaks), max(peaks)
+    return {**runs[0], "peak_mib": top, "mean_peak_mib": round(mean),
+            "ratio": round(runs[0]["estimate_mib"] / mean, 2) if mean > 0 else None,
+            "worst_ratio": round(runs[0]["estimate_mib"] / top, 2) if top > 0 else None,
+            "peaks_mib": peaks}
+
+
 def measure_loaded(model: Any, cases: tuple[MemoryCase, ...] = DEFAULT_CASES, *,
                    repeats: int = 2) -> list[dict[str, Any]]:
-    """Each case on an already loaded model (the bench's): estimate vs the highest peak of
-    `repeats` runs of its batch.
+    """Each case on an already loaded model (the bench's): estimate vs the peaks of `repeats`
+    runs of its batch (`summarize`).
 
     The first case runs once unmeasured: the first batch of a process also allocates what
     stays for the process's life (kernel workspaces, measured ~35 MiB on SmolLM2), which no
     batch pays again and the planner's safety margin covers. The same batch then peaks 10-30%
-    apart from run to run (where the allocator finds room); the estimate must cover the
-    highest, so that is what it is compared with.
+    apart from run to run (where the allocator finds room).
     """
     if cases:
         measure_case(model, cases[0])
     results = []
     for case in cases:
-        runs = [measure_case(model, case) for _ in range(max(1, repeats))]
-        worst = max(runs, key=lambda r: r["peak_mib"])
-        results.append({**worst, "peaks_mib": [r["peak_mib"] for r in runs]})
+        results.append(summarize([measure_case(model, case) for _ in range(max(1, repeats))]))
     return results
 
 
@@ -137,12 +149,15 @@ def measure_model(folder: str, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
     return measure_loaded(model, cases)
 
 
-def measure_model_in_processes(folder: str, processes: int = 3) -> list[dict[str, Any]]:
-    """`measure_model` in `processes` fresh interpreters; per case, the run with the highest peak.
+def measure_model_in_processes(folder: str, processes: int = 5) -> list[dict[str, Any]]:
+    """`measure_model` in `processes` fresh interpreters; per case, every run's peak summarized.
 
-    The same batch peaks up to ~35% apart from one process to the next (where glibc's allocator
-    finds room), more than between repeats in one process; the planner must cover the highest,
-    so that is what is compared, as `measure_loaded` does within a process.
+    The same batch peaks up to 1.7x apart from one process to the next (SmolLM2's 4-row padded
+    batch anywhere from 151 to 250 MiB, bimodal; Gemma's from 187 to 294 MiB), more than between
+    repeats in one process. The highest of a few such samples is itself that noisy, so it is held
+    to the planner's safety share, and the estimate's precision to the mean of all the samples.
+    With the allocator's dynamic mmap threshold fixed (MALLOC_MMAP_THRESHOLD_) the same batches
+    peak lower and do not vary: the spread is fragmentation, which a normal process meets.
     """
     code = ("import json, sys; from tools.bench.memory import measure_model; "
             "print(json.dumps(measure_model(sys.argv[1])))")
@@ -151,14 +166,14 @@ def measure_model_in_processes(folder: str, processes: int = 3) -> list[dict[str
         out = subprocess.run([sys.executable, "-c", code, folder], check=True,
                              capture_output=True, text=True, cwd=_PROJECT_ROOT).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
-    worst = []
-    for per_case in zip(*runs, strict=True):
-        top = max(per_case, key=lambda r: r["peak_mib"])
-        worst.append({**top, "peaks_mib": [p for r in per_case for p in r["peaks_mib"]]})
-    return worst
+    return [summarize([{**r, "peak_mib": p} for r in per_case for p in r["peaks_mib"]])
+            for per_case in zip(*runs, strict=True)]
 
 
-def within_tolerance(result: dict[str, Any], tolerance: float = ESTIMATE_TOLERANCE) -> bool:
-    """True when the estimate is within `tolerance` times the measured peak, either way."""
-    ratio = result["ratio"]
-    return ratio is not None and 1 / tolerance <= ratio <= tolerance
+def within_tolerance(result: dict[str, Any], tolerance: float = ESTIMATE_TOLERANCE,
+                     safety: float = DEFAULT_SAFETY) -> bool:
+    """True when the estimate is within `tolerance` times the mean peak, either way, and the
+    highest peak fits in what the planner reserves for it (estimate / `safety`)."""
+    ratio, worst = result["ratio"], result["worst_ratio"]
+    return (ratio is not None and worst is not None and 1 / tolerance <= ratio <= tolerance
+            and worst >= safety)
