@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from vllm_support import require_vllm
 
 from kanana_eval.cli.main import main
 from kanana_eval.cli.serve import check_yarn, yarn_server_args
@@ -314,7 +315,7 @@ def test_serve_yarn_passes_the_override_to_vllms_server_and_refuses_32k_only_mod
 
 
 def test_vllms_config_reads_back_the_yarn_override(tiny_llama: Path) -> None:
-    pytest.importorskip("vllm", reason="vLLM is not installed (make install-vllm)")
+    require_vllm()  # make install installs it; under CI=true its absence fails
     from vllm.config import ModelConfig  # noqa: PLC0415 - heavy: vLLM
 
     override = load_registry().yarn_rope_scaling
