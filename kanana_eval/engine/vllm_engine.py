@@ -2,7 +2,7 @@
 
 Why lm-eval's model and not our own wrapper: its log-likelihood slicing of prompt log-probs, its
 stop-string handling and its chat-template rendering are what every lm-eval vLLM user runs; the
-per-item proof against the hf path (tests/test_vllm_parity.py) holds them to ours. Three things
+per-item proof against the hf path (tests/test_vllm_offline.py) holds them to ours. Three things
 are ours:
 
 - **The distribution name.** lm-eval asks `importlib.metadata.version("vllm")`; the CPU build is
