@@ -237,6 +237,18 @@ def _relay(port: int, upstream: str, budget: int | None) -> ThreadingHTTPServer:
     return httpd
 
 
+def _run_through_relay(port: int, upstream: str, budget: int | None,
+                       args: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """`kanana-eval` with `args` through a relay on `port`; what it did and the answers the relay
+    delivered."""
+    relay = _relay(port, upstream, budget)
+    try:
+        return _run(args), relay.RequestHandlerClass.answered
+    finally:
+        relay.shutdown()
+        relay.server_close()
+
+
 def test_a_server_dying_mid_run_stops_with_one_line_and_the_same_command_resumes(
         server, offline_mirror, tmp_path):
     """The request cache is the user's (keyed by the endpoint URL, a fresh port here), and the
@@ -244,24 +256,12 @@ def test_a_server_dying_mid_run_stops_with_one_line_and_the_same_command_resumes
     port = _free_port()
     url = f"http://127.0.0.1:{port}/v1"
     args = _openai_args(url, tmp_path / "out", offline_mirror, "gsm8k@base", 8)
-    relay = _relay(port, server, budget=3)
-    try:
-        died = _run(args)
-        before = relay.RequestHandlerClass.answered
-    finally:
-        relay.shutdown()
-        relay.server_close()
+    died, before = _run_through_relay(port, server, 3, args)
     assert died.returncode == 2, died.stderr[-2000:]
     (line,) = _our_lines(died.stderr)
     assert line.startswith("kanana-eval: error: the endpoint") and url in line
     assert before == 3
-    relay = _relay(port, server, budget=None)  # the server is back, same address
-    try:
-        resumed = _run(args)
-        after = relay.RequestHandlerClass.answered
-    finally:
-        relay.shutdown()
-        relay.server_close()
+    resumed, after = _run_through_relay(port, server, None, args)  # the server is back
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert after == 8 - before  # the answered requests came from the request cache
     items = read_jsonl(_only_run(tmp_path / "out") / "items" / "gsm8k@base.jsonl", kind="item")
