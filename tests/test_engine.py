@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import json
 import os
 import socket
 
@@ -14,8 +15,9 @@ import kanana_eval.cli.serve as serve_command
 import kanana_eval.engine.build as engine
 import kanana_eval.engine.vllm_engine as vllm_engine
 from kanana_eval.cli.main import build_parser, main
+from kanana_eval.config.protocol import select_benchmarks
 from kanana_eval.config.registry import load_registry
-from kanana_eval.core.errors import EngineError
+from kanana_eval.core.errors import ConfigError, EngineError
 from kanana_eval.engine.build import (
     EngineConfig,
     build_lm,
@@ -29,6 +31,7 @@ from kanana_eval.engine.build import (
 )
 from kanana_eval.engine.hf_fast import FastHFLM
 from kanana_eval.engine.vllm_server import ServeOptions, server_command
+from kanana_eval.pipeline.run import check_chat_api
 
 YARN = load_registry().yarn_rope_scaling
 
@@ -109,6 +112,43 @@ def test_openai_args_and_unreachable_endpoint():
         port = s.getsockname()[1]
     with pytest.raises(EngineError, match="cannot reach the endpoint"):
         check_endpoint(f"http://127.0.0.1:{port}/v1/completions", timeout=2)
+
+
+def test_chat_api_sends_conversations_to_chat_completions_and_refuses_log_likelihood():
+    """--openai-api chat: lm-eval's LocalChatCompletion on .../chat/completions, one request at
+    a time; a conversation is kept as its messages' JSON text and sent back as `messages`."""
+    from lm_eval.api.instance import Instance  # noqa: PLC0415 - heavy: lm-eval
+
+    cfg = EngineConfig(backend="openai", model="m", base_url="http://h:1/v1/completions",
+                       openai_api="chat")
+    args = openai_model_args(cfg, served_max_len=4096)
+    assert args["base_url"] == "http://h:1/v1/chat/completions"
+    assert args["tokenized_requests"] is False and args["tokenizer_backend"] is None
+    assert "max_length" not in args  # the server tokenizes and checks the length itself
+    assert cfg.describe()["openai_api"] == "chat"
+    assert "openai_api" not in EngineConfig(backend="hf", model="m").describe()
+    lm = engine.endpoint_lm_class("chat")(**args)
+    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    prompt = lm.apply_chat_template(history)
+    assert isinstance(prompt, str) and json.loads(prompt) == history
+    payload = lm._create_payload(lm.create_message([prompt]), generate=True,
+                                 gen_kwargs={"until": ["\n\n"], "max_gen_toks": 7})
+    assert payload["messages"] == history and payload["max_tokens"] == 7
+    assert payload["stop"] == ["\n\n"] and payload["temperature"] == 0
+    with pytest.raises(EngineError, match="not rendered as chat messages"):
+        lm.create_message(["Question: 2+2?\nAnswer:"])
+    request = Instance(request_type="loglikelihood", doc={}, arguments=("a", " b"), idx=0)
+    with pytest.raises(EngineError, match="need --openai-api completions"):
+        lm.loglikelihood([request])
+    with pytest.raises(EngineError, match="unknown --openai-api"):
+        openai_model_args(EngineConfig(backend="openai", model="m", base_url="http://h:1/v1",
+                                       openai_api="responses"))
+
+
+def test_chat_api_refuses_base_protocol_and_grid_benchmarks_before_any_work():
+    check_chat_api(select_benchmarks(["instruct"], ["gsm8k@instruct", "mt_bench@instruct"]))
+    with pytest.raises(ConfigError, match=r"--openai-api chat .* mmlu@base, niah@base"):
+        check_chat_api(select_benchmarks(["base"], ["mmlu@base", "niah@base"]))
 
 
 def _lm_eval_vllm_parameters() -> set[str]:

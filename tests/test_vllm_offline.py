@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vllm_support import by_key, require_vllm, run_items, smollm2_folder
+from vllm_support import (
+    Work,
+    build_work,
+    by_key,
+    require_vllm,
+    run_items,
+    smollm2_folder,
+)
 
 from kanana_eval.core.errors import EngineError
 from kanana_eval.engine.build import EngineConfig, build_lm
@@ -27,8 +34,8 @@ BASE_GEN_TOKS = 128
 INSTRUCT = {"gsm8k@instruct": 2, "mmlu_cot@instruct": 2, "ifeval@instruct": 2,
             "humaneval_plus@instruct": 2, "math@instruct": 2}
 INSTRUCT_GEN_TOKS = 8
-# Data parallelism on a part of the same documents (the largest subtasks' first items).
-DP_SUBSET = {"mmlu@base": 8, "gsm8k@base": 4}
+# Data parallelism on a part of the same documents (both replicas get work of both kinds).
+DP_SUBSET = {"mmlu@base": 6, "gsm8k@base": 2}
 LL_TOLERANCE = 1e-3
 DP_LL_TOLERANCE = 1e-4
 SAME_TEXT_SHARE = 0.9
@@ -39,28 +46,35 @@ def _engine(backend: str, **extra: Any) -> Any:
                                  device="cpu", **extra))
 
 
-def _answers(lm: Any, data_dir: Any) -> dict[str, Any]:
-    items = run_items(lm, BASE, data_dir, max_gen_toks=BASE_GEN_TOKS)
-    items.update(run_items(lm, INSTRUCT, data_dir, max_gen_toks=INSTRUCT_GEN_TOKS))
+@pytest.fixture(scope="module")
+def work(offline_mirror, shared_data_dir) -> tuple[Work, Work]:
+    """The documents both engines answer, built once."""
+    return (build_work(BASE, offline_mirror, max_gen_toks=BASE_GEN_TOKS),
+            build_work(INSTRUCT, offline_mirror, max_gen_toks=INSTRUCT_GEN_TOKS))
+
+
+def _answers(lm: Any, work: tuple[Work, Work]) -> dict[str, Any]:
+    items = run_items(lm, work[0])
+    items.update(run_items(lm, work[1]))
     return items
 
 
 @pytest.fixture(scope="module")
-def hf_items(offline_mirror, shared_data_dir):
+def hf_items(work):
     lm = _engine("hf")
-    items = _answers(lm, offline_mirror)
+    items = _answers(lm, work)
     del lm
     gc.collect()
     return items
 
 
 @pytest.fixture(scope="module")
-def vllm_run(offline_mirror, shared_data_dir):
+def vllm_run(work):
     """The one vLLM engine of the module: its items and its manifest record, then stopped."""
     require_vllm()
     lm = _engine("vllm", enforce_eager=True)
     try:
-        items = _answers(lm, offline_mirror)
+        items = _answers(lm, work)
         record = lm.speed_record()
     finally:
         lm.close()
@@ -137,7 +151,8 @@ def test_data_parallel_2_gives_the_results_of_one_engine(vllm_run, offline_mirro
     lm = _engine("vllm", enforce_eager=True, data_parallel_size=2)
     try:
         assert lm.data_parallel_replicas == 2
-        items = run_items(lm, DP_SUBSET, offline_mirror, max_gen_toks=BASE_GEN_TOKS)
+        items = run_items(lm, build_work(DP_SUBSET, offline_mirror,
+                                         max_gen_toks=BASE_GEN_TOKS))
         record = lm.speed_record()
     finally:
         lm.close()

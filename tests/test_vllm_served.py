@@ -2,8 +2,10 @@
 
 One server (SmolLM2-135M-Instruct, float32, enforce_eager) for the module, started and stopped
 inside it with every process it spawned. Through it: `--backend openai` log-likelihoods
-(completions with echo and logprobs) and generations; MT-Bench end to end with the same server as
-a stand-in judge (`--judge-max-tokens 256`), its unparsable verdicts counted as the protocol says;
+(completions with echo and logprobs) and generations, generations through chat completions
+(`--openai-api chat`, the server's template) equal to those; MT-Bench end to end with the same
+server as a stand-in judge (`--judge-max-tokens 256`), its unparsable verdicts counted as the
+protocol says;
 and a server that dies mid-run (a relay in front of it stops answering after a few requests):
 one clear line, the answered requests stay cached, and the same command resumes.
 """
@@ -123,12 +125,21 @@ def _openai_args(url: str, out: Path, mirror: Path, benchmarks: str, limit: int)
             "--output-dir", str(out)]
 
 
-def test_openai_backend_scores_loglikelihoods_and_generates_through_the_served_model(
-        server, offline_mirror, tmp_path):
-    done = _run([*_openai_args(server, tmp_path / "out", offline_mirror,
+@pytest.fixture(scope="module")
+def completions_run(server: str, offline_mirror: Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MMLU, GSM8K base and instruct through completions (the default API), 2 items each."""
+    out = tmp_path_factory.mktemp("completions")
+    done = _run([*_openai_args(server, out, offline_mirror,
                                "mmlu@base,gsm8k@base,gsm8k@instruct", 2), "--no-cache"])
     assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = _only_run(tmp_path / "out")
+    return _only_run(out)
+
+
+def test_openai_backend_scores_loglikelihoods_and_generates_through_the_served_model(
+        completions_run):
+    run_dir = completions_run
+    assert "openai_api" not in json.loads((run_dir / "manifest.json").read_text())["config"]
     mmlu = read_jsonl(run_dir / "items" / "mmlu@base.jsonl", kind="item")
     assert len(mmlu) == 2
     for item in mmlu:  # four choices, each a real log-probability from echo + logprobs
@@ -140,6 +151,35 @@ def test_openai_backend_scores_loglikelihoods_and_generates_through_the_served_m
         assert len(items) == 2 and any(item["output"].strip() for item in items)
     instruct = read_jsonl(run_dir / "items" / "gsm8k@instruct.jsonl", kind="item")
     assert all("<|im_start|>assistant" in item["prompt"] for item in instruct)
+
+
+def test_chat_completions_send_messages_and_the_server_template_gives_the_same_answers(
+        server, offline_mirror, completions_run, tmp_path):
+    """`--openai-api chat`: the conversation goes to chat completions as messages, vLLM applies
+    SmolLM2's template; greedy answers equal those of completions with our rendering. A base
+    protocol's benchmark is refused in one line before any work."""
+    done = _run([*_openai_args(server, tmp_path / "chat", offline_mirror, "gsm8k@instruct", 2),
+                 "--openai-api", "chat", "--no-cache"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = _only_run(tmp_path / "chat")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["engine"]["openai_api"] == manifest["config"]["openai_api"] == "chat"
+    chat = {i["item_id"]: i for i in read_jsonl(run_dir / "items" / "gsm8k@instruct.jsonl",
+                                                kind="item")}
+    completions = {i["item_id"]: i for i in read_jsonl(
+        completions_run / "items" / "gsm8k@instruct.jsonl", kind="item")}
+    assert len(chat) == 2 and set(chat) == set(completions)
+    for key, item in chat.items():
+        messages = json.loads(item["prompt"])  # the conversation as sent, not a rendered text
+        assert messages[-1]["role"] == "user" and "<|im_start|>" not in item["prompt"]
+        print(f"\n{key}: chat {item['output']!r}\n{key}: completions "
+              f"{completions[key]['output']!r}")
+        assert item["output"] == completions[key]["output"]
+    refused = _run([*_openai_args(server, tmp_path / "base", offline_mirror, "mmlu@base", 2),
+                    "--openai-api", "chat"])
+    assert refused.returncode == 2
+    (line,) = _our_lines(refused.stderr)
+    assert "--openai-api chat" in line and "mmlu@base" in line
 
 
 def test_mt_bench_end_to_end_with_the_served_model_as_judge(server, offline_mirror, tmp_path):

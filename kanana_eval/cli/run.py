@@ -40,8 +40,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="inference engine: auto = vLLM when installed on a GPU machine, "
                         "else transformers")
     p.add_argument("--base-url", default=None,
-                   help="OpenAI-compatible completions endpoint for --backend openai, "
+                   help="OpenAI-compatible server for --backend openai, "
                         "e.g. http://host:8000/v1")
+    p.add_argument("--openai-api", default="completions", choices=["completions", "chat"],
+                   help="--backend openai: completions (default; prompts rendered here with "
+                        "--tokenizer, log-likelihood through echo+logprobs) or chat (messages "
+                        "to chat completions, the server applies the chat template; chat "
+                        "protocols' generation only)")
     p.add_argument("--tokenizer", default=None,
                    help="tokenizer id/folder when it differs from the model")
     p.add_argument("--revision", default=None,

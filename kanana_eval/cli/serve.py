@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from types import FrameType
 
 from kanana_eval.cli.errors import PROGRAM, OneLineParser
@@ -117,8 +116,9 @@ def execute(args: argparse.Namespace) -> int:
     proc = start_server(opts)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        stop_server(proc)
-        sys.exit(128 + signum)
+        # Unwind to `finally`: stopping here, inside the interrupted `proc.wait()`, would wait
+        # on the lock that frame holds and time out (the 60 s shutdown once measured).
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

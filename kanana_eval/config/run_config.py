@@ -28,6 +28,7 @@ class RunConfig:
     benchmarks: list[str] | None = None
     backend: str = "auto"
     base_url: str | None = None
+    openai_api: str = "completions"  # --backend openai: completions or chat (chat completions)
     tokenizer: str | None = None
     revision: str | None = None
     dtype: str = "auto"
@@ -67,6 +68,8 @@ class RunConfig:
             del raw["unsafe_exec"]
         if not raw["niah_judge"]:  # likewise: stored only when asked
             del raw["niah_judge"]
+        if raw["openai_api"] == "completions":  # likewise: stored only when not the default
+            del raw["openai_api"]
         return raw
 
     @classmethod

@@ -6,19 +6,21 @@ tested without a GPU or a server; `build_lm` only imports and constructs.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import json
 import logging
 import os
 import re
-import sys
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from kanana_eval.core.errors import EngineError
+from kanana_eval.engine.openai_endpoint import (
+    COMPLETIONS,
+    check_endpoint,
+    endpoint_args,
+    endpoint_lm_class,
+    served_model_info,
+)
 from kanana_eval.engine.vllm_engine import vllm_build, vllm_lm_class
 
 log = logging.getLogger("kanana_eval")
@@ -48,9 +50,13 @@ class EngineConfig:
     num_concurrent: int = 4
     prefix_cache: bool = True  # hf: shared log-likelihood prefixes computed once (vLLM: its own)
     enforce_eager: bool = False  # vLLM: no CUDA graphs / torch.compile (quicker start, tests)
+    openai_api: str = COMPLETIONS  # openai: completions (prompts we render) or chat (messages)
 
     def describe(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if self.backend != "openai":  # the API of a server: recorded for server runs only
+            del record["openai_api"]
+        return record
 
 
 def cuda_available() -> bool:
@@ -178,139 +184,11 @@ def vllm_model_args(cfg: EngineConfig) -> dict[str, Any]:
 
 
 def openai_model_args(cfg: EngineConfig, served_max_len: int | None = None) -> dict[str, Any]:
-    """LocalCompletionsAPI arguments: token-id prompts cut by our tokenizer to the server's context.
-
-    lm-eval truncates prompts to `max_length` (its default is 2048, whatever the server serves),
-    so the length is --max-model-len, else the length the server reports, else lm-eval's default.
-    """
-    if not cfg.base_url:
-        raise EngineError(
-            "--backend openai needs --base-url (an OpenAI-compatible /v1/completions)")
-    url = cfg.base_url.rstrip("/")
-    if not url.endswith("/completions"):
-        url = f"{url}/completions"
-    args: dict[str, Any] = {
-        "base_url": url,
-        "model": cfg.model,
-        "tokenizer": cfg.tokenizer or cfg.model,
-        "tokenizer_backend": "huggingface",
-        "num_concurrent": cfg.num_concurrent,
-        "max_retries": 3,
-        "seed": cfg.seed,
-    }
-    max_length = cfg.max_model_len or served_max_len
-    if max_length:
-        args["max_length"] = int(max_length)
-    return args
-
-
-def check_endpoint(base_url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Fail fast with one line when the server is not there or broken, before any work starts.
-
-    Returns the `/models` listing ({} when the server has none), for `served_model_info`.
-    """
-    root = base_url.rstrip("/")
-    root = root.removesuffix("/completions").removesuffix("/chat")
-    try:
-        with urllib.request.urlopen(f"{root}/models", timeout=timeout) as response:  # noqa: S310
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500:
-            raise EngineError(f"the endpoint {root} is failing: GET /models answered HTTP "
-                              f"{exc.code} {exc.reason}") from exc
-        return {}  # the server answered: reachable, whatever it thinks of /models
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise EngineError(f"cannot reach the endpoint {base_url}: {reason}") from exc
-    try:
-        listing = json.loads(body)
-    except ValueError:
-        return {}
-    return listing if isinstance(listing, dict) else {}
-
-
-def served_model_info(listing: dict[str, Any], model: str) -> dict[str, Any]:
-    """The `/models` entry of `model`; a clear error when the server lists others but not it."""
-    entries = [e for e in listing.get("data") or [] if isinstance(e, dict) and "id" in e]
-    for entry in entries:
-        if entry["id"] == model:
-            return entry
-    if entries:
-        served = ", ".join(str(e["id"]) for e in entries[:5])
-        raise EngineError(f"the endpoint does not serve '{model}' (it serves {served}); "
-                          "pass the served name as --model")
-    return {}
-
-
-def _openai_lm_class() -> type:
-    """LocalCompletionsAPI whose failed requests end the run with one EngineError line.
-
-    lm-eval retries each request `max_retries` times and then re-raises the raw aiohttp or
-    requests exception (or a KeyError when the reply lacks the echo/logprobs fields).
-    """
-
-    import aiohttp  # noqa: PLC0415 - heavy, optional: lm-eval's API extra (--backend openai)
-    import requests  # noqa: PLC0415 - heavy, optional: as aiohttp
-    from lm_eval.models.openai_completions import (  # noqa: PLC0415 - heavy: lm-eval
-        LocalCompletionsAPI,
-    )
-
-    class EndpointCompletionsLM(LocalCompletionsAPI):
-        def _failure(self, exc: BaseException) -> EngineError:
-            attempts = f"after {self.max_retries} attempts"
-            response = getattr(exc, "response", None)
-            status = getattr(exc, "status", None) or getattr(response, "status_code", None)
-            if status is not None:
-                reason = getattr(exc, "message", None) or getattr(response, "reason", "")
-                what = f"answered HTTP {status} {reason}".rstrip()
-            elif isinstance(exc, (KeyError, TypeError, IndexError, ValueError)):
-                what = (f"answered without the fields lm-eval needs ({type(exc).__name__}: {exc}); "
-                        "log-likelihood needs echo with logprobs")
-            else:
-                what = f"failed: {type(exc).__name__}: {exc}"
-            return EngineError(
-                f"the endpoint {self.base_url} {what} ({attempts}; -v shows lm-eval's log)")
-
-        def model_call(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().model_call(*args, **kwargs)
-            except requests.RequestException as exc:
-                raise self._failure(exc) from exc
-
-        async def amodel_call(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await super().amodel_call(*args, **kwargs)
-            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, TypeError, IndexError,
-                    ValueError) as exc:
-                raise self._failure(exc) from exc
-
-        async def get_batched_requests(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await super().get_batched_requests(*args, **kwargs)
-            except BaseException:
-                # lm-eval gathers without return_exceptions, so every other failed request
-                # would print a "Task exception was never retrieved" traceback after our
-                # one-line error: the same failure, or "Session is closed" from requests still
-                # retrying when lm-eval closed its session. Both follow from the error being
-                # raised, so drop them.
-                loop = asyncio.get_running_loop()
-                previous = loop.get_exception_handler()
-                sys.stderr.write("\n")  # end lm-eval's open progress-bar line before our error
-
-                def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-                    exc = context.get("exception")
-                    if isinstance(exc, EngineError) or (
-                            isinstance(exc, RuntimeError) and str(exc) == "Session is closed"):
-                        return
-                    if previous is not None:
-                        previous(loop, context)
-                    else:
-                        loop.default_exception_handler(context)
-
-                loop.set_exception_handler(quiet)
-                raise
-
-    return EndpointCompletionsLM
+    """The API model's arguments for `cfg` (`endpoint_args`); the context length is
+    --max-model-len, else the one the server reports."""
+    return endpoint_args(base_url=cfg.base_url, model=cfg.model, tokenizer=cfg.tokenizer,
+                         seed=cfg.seed, num_concurrent=cfg.num_concurrent,
+                         max_length=cfg.max_model_len or served_max_len, api=cfg.openai_api)
 
 
 def preflight(cfg: EngineConfig) -> None:
@@ -385,11 +263,11 @@ def build_lm(cfg: EngineConfig) -> Any:
         url = openai_model_args(cfg)["base_url"]
         served = served_model_info(check_endpoint(url), cfg.model)
         args = openai_model_args(cfg, served.get("max_model_len"))
-        if "max_length" not in args:
+        if cfg.openai_api == COMPLETIONS and "max_length" not in args:
             log.warning("the endpoint does not report max_model_len: lm-eval truncates prompts to "
                         "2048 tokens; pass --max-model-len to change that")
         try:
-            return _openai_lm_class()(**args)
+            return endpoint_lm_class(cfg.openai_api)(**args)
         except OSError as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise EngineError(f"cannot load the tokenizer '{args['tokenizer']}' for the endpoint "

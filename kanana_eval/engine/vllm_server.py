@@ -93,9 +93,12 @@ def wait_ready(proc: subprocess.Popen, opts: ServeOptions, timeout: float = 900.
 
 
 def stop_server(proc: subprocess.Popen, grace: float = 30.0) -> int:
-    """SIGTERM to the whole process group, SIGKILL after `grace` seconds; the exit status."""
+    """SIGINT (Ctrl-C) to the server, SIGKILL to its whole process group after `grace` seconds;
+    the exit status. The server stops its engine processes itself on SIGINT (under a second
+    here); vLLM 0.32's API server let SIGTERM pass without stopping, and an engine killed under
+    it leaves it waiting on a dead engine, so both of those cost the whole grace period."""
     if proc.poll() is None:
-        _signal_group(proc, signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:

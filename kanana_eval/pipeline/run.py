@@ -93,6 +93,8 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
         if config.yarn and ref.entry is not None and not ref.entry.yarn_128k:
             raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the "
                               "README: ~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
+        if config.backend == "openai" and config.openai_api == "chat":
+            check_chat_api(specs)
         if config.judge and any(scorer_for(s).needs_judge for s in specs):
             judge_preflight(judge_options(config).client)
         if any(scorer_for(s).runs_code for s in specs):  # no isolation: refused before work
@@ -100,6 +102,17 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
     return [run_model(ref, dataclasses.replace(config, model=ref.name,
                                                protocols=list(ref.protocols)), rejudge=rejudge)
             for ref in refs]
+
+
+def check_chat_api(specs: list[BenchmarkSpec]) -> None:
+    """`--openai-api chat` sends conversations; a base protocol's plain prompts and NIAH's
+    rendered grid are texts made here, which chat completions would wrap in a template again."""
+    plain = [spec.id for spec in specs
+             if not load_protocol(spec.protocol).chat_template or is_grid(spec)]
+    if plain:
+        raise ConfigError(f"--openai-api chat sends chat messages, but {', '.join(plain)} "
+                          "take a prompt rendered here: run them with --openai-api completions "
+                          "(the default)")
 
 
 def engine_config(config: RunConfig, load_name: str) -> EngineConfig:
@@ -115,6 +128,7 @@ def engine_config(config: RunConfig, load_name: str) -> EngineConfig:
         data_parallel_size=config.data_parallel_size,
         gpu_memory_utilization=config.gpu_memory_utilization, seed=config.seed,
         prefix_cache=config.prefix_cache, enforce_eager=config.enforce_eager,
+        openai_api=config.openai_api,
     )
 
 

@@ -124,13 +124,15 @@ def measure_loaded(model: Any, cases: tuple[MemoryCase, ...] = DEFAULT_CASES, *,
     """Each case on an already loaded model (the bench's): estimate vs the peaks of `repeats`
     runs of its batch (`summarize`).
 
-    The first case runs once unmeasured: the first batch of a process also allocates what
-    stays for the process's life (kernel workspaces, measured ~35 MiB on SmolLM2), which no
-    batch pays again and the planner's safety margin covers. The same batch then peaks 10-30%
-    apart from run to run (where the allocator finds room).
+    DEFAULT_CASES' first (largest) batch runs once unmeasured, whichever cases are measured:
+    the first batch of a process also allocates what stays for the process's life (kernel
+    workspaces, measured ~35 MiB on SmolLM2), which no batch pays again and the planner's safety
+    margin covers, and a batch after a larger one finds the heap as a run leaves it (the packed
+    batch, warmed only by itself, peaked at a mean of 248 MiB over ten samples against 190). The
+    same batch then peaks 10-30% apart from run to run (where the allocator finds room).
     """
     if cases:
-        measure_case(model, cases[0])
+        measure_case(model, DEFAULT_CASES[0])
     results = []
     for case in cases:
         results.append(summarize([measure_case(model, case) for _ in range(max(1, repeats))]))
@@ -149,8 +151,11 @@ def measure_model(folder: str, cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
     return measure_loaded(model, cases)
 
 
-def measure_model_in_processes(folder: str, processes: int = 5) -> list[dict[str, Any]]:
-    """`measure_model` in `processes` fresh interpreters; per case, every run's peak summarized.
+def measure_model_in_processes(folder: str, processes: int = 5,
+                               cases: tuple[MemoryCase, ...] = DEFAULT_CASES,
+                               ) -> list[dict[str, Any]]:
+    """`measure_model` of `cases` (of DEFAULT_CASES) in `processes` fresh interpreters; per case,
+    every run's peak summarized.
 
     The same batch peaks up to 1.7x apart from one process to the next (SmolLM2's 4-row padded
     batch anywhere from 151 to 250 MiB, bimodal; Gemma's from 187 to 294 MiB), more than between
@@ -159,11 +164,13 @@ def measure_model_in_processes(folder: str, processes: int = 5) -> list[dict[str
     With the allocator's dynamic mmap threshold fixed (MALLOC_MMAP_THRESHOLD_) the same batches
     peak lower and do not vary: the spread is fragmentation, which a normal process meets.
     """
-    code = ("import json, sys; from tools.bench.memory import measure_model; "
-            "print(json.dumps(measure_model(sys.argv[1])))")
+    code = ("import json, sys; from tools.bench.memory import DEFAULT_CASES, measure_model; "
+            "cases = tuple(DEFAULT_CASES[int(i)] for i in sys.argv[2:]); "
+            "print(json.dumps(measure_model(sys.argv[1], cases)))")
+    chosen = [str(DEFAULT_CASES.index(case)) for case in cases]
     runs: list[list[dict[str, Any]]] = []
     for _ in range(max(1, processes)):
-        out = subprocess.run([sys.executable, "-c", code, folder], check=True,
+        out = subprocess.run([sys.executable, "-c", code, folder, *chosen], check=True,
                              capture_output=True, text=True, cwd=_PROJECT_ROOT).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
     return [summarize([{**r, "peak_mib": p} for r in per_case for p in r["peaks_mib"]])
