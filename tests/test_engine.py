@@ -145,10 +145,14 @@ def test_chat_api_sends_conversations_to_chat_completions_and_refuses_log_likeli
                                        openai_api="responses"))
 
 
-def test_chat_api_refuses_base_protocol_and_grid_benchmarks_before_any_work():
+def test_chat_api_refuses_base_protocol_and_grid_benchmarks_and_other_backends(capsys):
+    assert main(["run", "--model", "smollm2-135m-instruct", "--openai-api", "chat",
+                 "--backend", "hf", "--benchmarks", "gsm8k@instruct"]) == 2
     check_chat_api(select_benchmarks(["instruct"], ["gsm8k@instruct", "mt_bench@instruct"]))
     with pytest.raises(ConfigError, match=r"--openai-api chat .* mmlu@base, niah@base"):
         check_chat_api(select_benchmarks(["base"], ["mmlu@base", "niah@base"]))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--openai-api chat is an option of --backend openai" in line
 
 
 def _lm_eval_vllm_parameters() -> set[str]:

@@ -78,6 +78,9 @@ def _tool_chat(spec: BenchmarkSpec) -> bool:
 
 def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> list[Path]:
     """Run every checkpoint the --model value names; returns the finished run folders."""
+    if config.openai_api != "completions" and config.backend != "openai":
+        raise ConfigError(f"--openai-api {config.openai_api} is an option of --backend openai "
+                          f"(a server); --backend {config.backend} renders its own prompts")
     protocols = tuple(config.protocols) if config.protocols else None
     refs = load_registry().resolve(config.model, protocols)
     for ref in refs:  # fail on a missing protocol or a bad config before any model work starts
