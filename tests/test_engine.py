@@ -31,6 +31,7 @@ from kanana_eval.engine.build import (
 )
 from kanana_eval.engine.hf_fast import FastHFLM
 from kanana_eval.engine.vllm_server import ServeOptions, server_command
+from kanana_eval.pipeline.collect import chat_template_record
 from kanana_eval.pipeline.run import check_chat_api
 
 YARN = load_registry().yarn_rope_scaling
@@ -131,6 +132,8 @@ def test_chat_api_sends_conversations_to_chat_completions_and_refuses_log_likeli
     history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
     prompt = lm.apply_chat_template(history)
     assert isinstance(prompt, str) and json.loads(prompt) == history
+    record = chat_template_record(lm, select_benchmarks(["instruct"], ["gsm8k@instruct"]))
+    assert record == {"applied": True, "source": "server", "sha256": None, "template": None}
     payload = lm._create_payload(lm.create_message([prompt]), generate=True,
                                  gen_kwargs={"until": ["\n\n"], "max_gen_toks": 7})
     assert payload["messages"] == history and payload["max_tokens"] == 7

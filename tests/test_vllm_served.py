@@ -164,6 +164,7 @@ def test_chat_completions_send_messages_and_the_server_template_gives_the_same_a
     run_dir = _only_run(tmp_path / "chat")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["engine"]["openai_api"] == manifest["config"]["openai_api"] == "chat"
+    assert manifest["engine"]["chat_template"]["source"] == "server"
     chat = {i["item_id"]: i for i in read_jsonl(run_dir / "items" / "gsm8k@instruct.jsonl",
                                                 kind="item")}
     completions = {i["item_id"]: i for i in read_jsonl(

@@ -107,6 +107,9 @@ def endpoint_lm_class(api: str = COMPLETIONS) -> type:
     base = LocalChatCompletion if api == CHAT else LocalCompletionsAPI
 
     class EndpointLM(base):  # type: ignore[misc,valid-type]
+        # Who renders the chat template (the manifest's chat_template.source): the server for chat
+        chat_template_source = "server" if api == CHAT else None
+
         def _failure(self, exc: BaseException) -> EngineError:
             attempts = f"after {self.max_retries} attempts"
             response = getattr(exc, "response", None)

@@ -162,6 +162,8 @@ def chat_template_record(lm: Any, specs: list[BenchmarkSpec]) -> dict[str, Any]:
     if template:
         record.update(source="tokenizer", template=template,
                       sha256=hashlib.sha256(template.encode()).hexdigest())
+    else:  # a server that applies its own template (--openai-api chat) says so
+        record["source"] = getattr(lm, "chat_template_source", None)
     return record
 
 
