@@ -15,6 +15,7 @@ from kanana_eval.cli.options import (
     seed,
 )
 from kanana_eval.config.run_config import RunConfig
+from kanana_eval.engine.openai_endpoint import COMPLETIONS, OPENAI_APIS
 from kanana_eval.pipeline.run import run, summary_line
 
 EXAMPLES = """\
@@ -42,7 +43,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None,
                    help="OpenAI-compatible server for --backend openai, "
                         "e.g. http://host:8000/v1")
-    p.add_argument("--openai-api", default="completions", choices=["completions", "chat"],
+    p.add_argument("--openai-api", default=COMPLETIONS, choices=list(OPENAI_APIS),
                    help="--backend openai: completions (default; prompts rendered here with "
                         "--tokenizer, log-likelihood through echo+logprobs) or chat (messages "
                         "to chat completions, the server applies the chat template; chat "

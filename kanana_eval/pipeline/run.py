@@ -25,6 +25,7 @@ from kanana_eval.engine.build import (
     resolve_dtype,
 )
 from kanana_eval.engine.generation_stage import joined
+from kanana_eval.engine.openai_endpoint import CHAT, COMPLETIONS
 from kanana_eval.pipeline import tool_chat
 from kanana_eval.pipeline.collect import (
     cap_generation,
@@ -78,7 +79,7 @@ def _tool_chat(spec: BenchmarkSpec) -> bool:
 
 def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> list[Path]:
     """Run every checkpoint the --model value names; returns the finished run folders."""
-    if config.openai_api != "completions" and config.backend != "openai":
+    if config.openai_api != COMPLETIONS and config.backend != "openai":
         raise ConfigError(f"--openai-api {config.openai_api} is an option of --backend openai "
                           f"(a server); --backend {config.backend} renders its own prompts")
     protocols = tuple(config.protocols) if config.protocols else None
@@ -96,7 +97,7 @@ def run(config: RunConfig, *, rejudge: judge_stage.Rejudge | None = None) -> lis
         if config.yarn and ref.entry is not None and not ref.entry.yarn_128k:
             raise ConfigError(f"{ref.entry.key} does not take the YaRN 128K override (the "
                               "README: ~3B models and Kanana-1.5-15.7B-A3B support 32K only)")
-        if config.backend == "openai" and config.openai_api == "chat":
+        if config.backend == "openai" and config.openai_api == CHAT:
             check_chat_api(specs)
         if config.judge and any(scorer_for(s).needs_judge for s in specs):
             judge_preflight(judge_options(config).client)
